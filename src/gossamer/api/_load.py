@@ -1,0 +1,258 @@
+"""YAML text to the mesh model, with errors people can act on.
+
+Pure: callers hand in text and the name to report; reading files is ``gossamer.sources``'s
+job. Every problem names the file, the document (and its first line), the resource, the
+field path, what was expected, and a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gossamer.api._httproute import HTTPRouteDoc
+from gossamer.api._workload import WorkloadDoc
+from gossamer.model import (
+    HTTPRoute,
+    MeshConfig,
+    MeshSettings,
+    Origin,
+    Problem,
+    Workload,
+    errors,
+    validate,
+)
+
+_KINDS: dict[str, tuple[str, type[WorkloadDoc] | type[HTTPRouteDoc]]] = {
+    "Workload": ("gossamer.dev/v1alpha1", WorkloadDoc),
+    "HTTPRoute": ("gateway.networking.k8s.io/v1", HTTPRouteDoc),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One file's text, the name to report it by, and the directory relative paths use."""
+
+    name: str
+    text: str
+    base_dir: str = ""
+
+
+@dataclass(slots=True)
+class Loaded:
+    """Resources read from sources, and every problem met on the way."""
+
+    workloads: list[Workload] = field(default_factory=list)
+    routes: list[HTTPRoute] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def load_config(
+    sources: list[Source], settings: MeshSettings | None = None
+) -> tuple[MeshConfig | None, list[Problem]]:
+    """Parse, check each document, then check the mesh as a whole.
+
+    Returns the config and all problems; the config is ``None`` when any problem is an
+    error, so a caller can never apply half of a broken change.
+    """
+    loaded = Loaded()
+    for source in sources:
+        _load_source(source, loaded)
+    if errors(loaded.problems):
+        return None, loaded.problems
+    config = MeshConfig(
+        workloads=tuple(sorted(loaded.workloads, key=lambda w: w.name)),
+        routes=tuple(sorted(loaded.routes, key=lambda r: r.name)),
+        settings=settings or MeshSettings(),
+    )
+    problems = loaded.problems + validate(config)
+    if errors(problems):
+        return None, problems
+    return config, problems
+
+
+def _load_source(source: Source, out: Loaded) -> None:
+    loader = yaml.SafeLoader(source.text)
+    doc_index = 0
+    try:
+        while True:
+            try:
+                if not loader.check_node():
+                    break
+                node = loader.get_node()
+            except yaml.YAMLError as exc:
+                out.problems.append(_yaml_problem(source.name, doc_index + 1, exc))
+                return
+            doc_index += 1
+            if node is None:
+                continue
+            try:
+                data = loader.construct_document(node)
+            except yaml.YAMLError as exc:
+                out.problems.append(_yaml_problem(source.name, doc_index, exc))
+                continue
+            if data is None:
+                continue
+            _load_document(source, doc_index, node.start_mark.line + 1, data, out)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(name: str, document: int, exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    what = getattr(exc, "problem", None) or str(exc)
+    return Problem(
+        "GSM0001",
+        f"malformed YAML{where}: {what}",
+        file=name,
+        document=document,
+        hint="check indentation and quoting around that line; tabs are not allowed in YAML",
+    )
+
+
+def _load_document(source: Source, index: int, line: int, data: Any, out: Loaded) -> None:
+    name = source.name
+    where = f"{name}:{line}" if name else f"line {line}"
+    if not isinstance(data, dict):
+        out.problems.append(
+            Problem(
+                "GSM0002",
+                f"expected a mapping with apiVersion, kind, metadata and spec, got "
+                f"{type(data).__name__}",
+                file=name,
+                document=index,
+                hint=f"the document starts at {where}",
+            )
+        )
+        return
+    kind = data.get("kind")
+    meta = data.get("metadata")
+    res_name = meta.get("name") if isinstance(meta, dict) else None
+    resource = f"{kind}/{res_name}" if isinstance(kind, str) and res_name else str(kind or "")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        close = difflib.get_close_matches(str(kind), list(_KINDS), n=1)
+        out.problems.append(
+            Problem(
+                "GSM0003",
+                f"unknown kind `{kind}`" if kind else "the document has no `kind`",
+                file=name,
+                document=index,
+                field="kind",
+                hint=f"did you mean `{close[0]}`?"
+                if close
+                else "supported kinds: " + ", ".join(sorted(_KINDS)),
+            )
+        )
+        return
+    api_version, schema = _KINDS[kind]
+    if data.get("apiVersion") != api_version:
+        out.problems.append(
+            Problem(
+                "GSM0004",
+                f"{kind} expects apiVersion `{api_version}`, got `{data.get('apiVersion')}`",
+                file=name,
+                document=index,
+                resource=resource,
+                field="apiVersion",
+                hint=f"set apiVersion: {api_version}",
+            )
+        )
+        return
+    try:
+        doc = schema.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            out.problems.append(_schema_problem(schema, err, name, index, resource))
+        return
+    origin = Origin(name, index, kind, doc.metadata.name)
+    resource_model = doc.to_model(origin, source.base_dir)
+    if isinstance(resource_model, Workload):
+        out.workloads.append(resource_model)
+    else:
+        out.routes.append(resource_model)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _schema_problem(
+    schema: type[BaseModel], err: Any, name: str, index: int, resource: str
+) -> Problem:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    path = _field_path(loc)
+    hint = ""
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(schema, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        if close:
+            hint = f"did you mean `{close[0]}`?"
+        elif allowed:
+            hint = "allowed fields here: " + ", ".join(allowed)
+        message = f"unknown field `{loc[-1]}`"
+    elif kind == "missing":
+        message = "this field is required"
+        hint = "see docs/reference/config.md for the fields of each kind"
+    elif kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        message = f"`{err.get('input')}` is not allowed; expected {expected}"
+    elif kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+        message = f"`{err.get('input')}` is not a valid name"
+        hint = "use lower-case letters, digits and '-', starting with a letter (RFC 1035)"
+    else:
+        message = str(err["msg"])
+        if kind == "value_error":
+            message = message.removeprefix("Value error, ")
+        elif "input" in err and not isinstance(err["input"], dict | list):
+            message += f" (got `{err['input']}`)"
+    return Problem(
+        "GSM0005",
+        message,
+        file=name,
+        document=index,
+        resource=resource,
+        field=path,
+        hint=hint,
+    )
+
+
+def _allowed_fields(schema: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names valid at ``loc`` inside ``schema``, for 'did you mean' hints."""
+    current: Any = schema
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        current = _model_in(fields[part].annotation)
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (list, Union, types.UnionType, dict):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,72 @@
+"""``Workload`` (gossamer.dev/v1alpha1): local instances of a command, backing services."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gossamer.api._common import Metadata, Name, Strict
+from gossamer.model import Origin, Port, Protocol, Workload
+
+API_VERSION = "gossamer.dev/v1alpha1"
+KIND = "Workload"
+
+
+class PortSpec(Strict):
+    name: Name | None = None
+    port: int = Field(ge=1, le=65535)
+    protocol: Literal["http", "http2", "grpc", "tcp"] = "http"
+
+
+class WorkloadSpec(Strict):
+    services: list[Name] | None = None
+    version: str = Field(default="", max_length=63)
+    zone: str = Field(default="", max_length=63)
+    replicas: int = Field(default=1, ge=0, le=64)
+    ports: list[PortSpec] = Field(default_factory=list)
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    workingDir: str | None = None  # noqa: N815 - the user-facing name
+
+    @model_validator(mode="after")
+    def _unique_ports(self) -> WorkloadSpec:
+        seen: set[int] = set()
+        for p in self.ports:
+            if p.port in seen:
+                raise ValueError(f"port {p.port} is listed twice in spec.ports")
+            seen.add(p.port)
+        return self
+
+
+class WorkloadDoc(Strict):
+    apiVersion: Literal["gossamer.dev/v1alpha1"]  # noqa: N815
+    kind: Literal["Workload"]
+    metadata: Metadata
+    spec: WorkloadSpec
+
+    def to_model(self, origin: Origin, base_dir: str) -> Workload:
+        spec = self.spec
+        ports = tuple(
+            Port(name=p.name or f"{p.protocol}-{p.port}", port=p.port, protocol=Protocol(p.protocol))
+            for p in spec.ports
+        )
+        if spec.services is not None:
+            services = tuple(spec.services)
+        else:
+            services = (self.metadata.name,) if ports else ()
+        working_dir = spec.workingDir or "."
+        if base_dir and not working_dir.startswith("/"):
+            working_dir = f"{base_dir.rstrip('/')}/{working_dir}" if working_dir != "." else base_dir
+        return Workload(
+            name=self.metadata.name,
+            services=services,
+            ports=ports,
+            command=tuple(spec.command),
+            replicas=spec.replicas,
+            version=spec.version,
+            zone=spec.zone,
+            env=tuple(sorted(spec.env.items())),
+            working_dir=working_dir,
+            origin=origin,
+        )

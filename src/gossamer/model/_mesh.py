@@ -1,0 +1,248 @@
+"""The one internal model of a mesh.
+
+Every front-end (Gossamer YAML, Gateway API, later Kubernetes and Istio imports) converts
+into these frozen dataclasses; nothing downstream knows where a fact came from. Objects
+carry an ``Origin`` so that errors found later (analysis, Envoy NACKs) can point back at
+the user's file and document.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Protocol(enum.Enum):
+    """How the mesh treats a port's traffic. Declared, never sniffed."""
+
+    HTTP = "http"
+    """HTTP/1.1 (and HTTP/2 with prior knowledge) routed per request."""
+    HTTP2 = "http2"
+    """HTTP/2 end to end; the upstream connection speaks HTTP/2."""
+    GRPC = "grpc"
+    """gRPC over HTTP/2; routed per request like http2."""
+    TCP = "tcp"
+    """Opaque bytes, proxied per connection. Server-first protocols (MySQL) belong here."""
+
+    @property
+    def is_http(self) -> bool:
+        return self is not Protocol.TCP
+
+    @property
+    def upstream_http2(self) -> bool:
+        return self in (Protocol.HTTP2, Protocol.GRPC)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a resource was declared: file, document index (1-based) and kind/name."""
+
+    file: str
+    document: int
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.file} (document {self.document}, {self.kind}/{self.name})"
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """A service port: the number callers use and how its traffic is treated."""
+
+    name: str
+    port: int
+    protocol: Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A set of identical local instances running one command, backing one or more services."""
+
+    name: str
+    services: tuple[str, ...]
+    ports: tuple[Port, ...]
+    command: tuple[str, ...]
+    replicas: int = 1
+    version: str = ""
+    zone: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+    working_dir: str = ""
+    origin: Origin | None = field(default=None, compare=False)
+
+    def port(self, number: int) -> Port | None:
+        return next((p for p in self.ports if p.port == number), None)
+
+    def instance_names(self) -> tuple[str, ...]:
+        return tuple(instance_name(self.name, i) for i in range(self.replicas))
+
+
+def instance_name(workload: str, index: int) -> str:
+    """The stable name of the index-th instance of a workload; also its proxy's node id."""
+    return f"{workload}-{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A name callers use, backed by the instances of every workload that lists it."""
+
+    name: str
+    ports: tuple[Port, ...]
+    workloads: tuple[str, ...]
+
+    def port(self, number: int) -> Port | None:
+        return next((p for p in self.ports if p.port == number), None)
+
+
+class PathMatchType(enum.Enum):
+    """Gateway API path match types."""
+
+    EXACT = "Exact"
+    """The whole path equals the value."""
+    PATH_PREFIX = "PathPrefix"
+    """The path starts with the value, on a ``/`` boundary."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathMatch:
+    type: PathMatchType
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderMatch:
+    """An exact, case-sensitive match on one request header's value."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """All of its conditions must hold (AND)."""
+
+    path: PathMatch = PathMatch(PathMatchType.PATH_PREFIX, "/")
+    headers: tuple[HeaderMatch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRef:
+    service: str
+    port: int
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-rule timeouts in milliseconds. ``None`` means the mesh default applies;
+    0 disables the timeout (Gateway API semantics for ``0s``)."""
+
+    request_ms: int | None = None
+    backend_request_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    """Any of its matches selects the rule (OR); traffic is split over backends by weight."""
+
+    matches: tuple[RouteMatch, ...]
+    backends: tuple[BackendRef, ...]
+    timeouts: Timeouts = Timeouts()
+
+
+@dataclass(frozen=True, slots=True)
+class ParentRef:
+    """The service (and optionally one port of it) an HTTPRoute attaches to (GAMMA)."""
+
+    service: str
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRoute:
+    name: str
+    parents: tuple[ParentRef, ...]
+    rules: tuple[RouteRule, ...]
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSettings:
+    """Mesh-wide settings. Every default that shapes traffic lives here, visible."""
+
+    default_request_timeout_ms: int = 15_000
+    """Applied to routes that set no ``timeouts.request``; shown wherever it applies."""
+    connect_timeout_ms: int = 1_000
+    """Upstream TCP connect timeout for every cluster."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """What the user declared: the desired state before placement on this machine."""
+
+    workloads: tuple[Workload, ...] = ()
+    routes: tuple[HTTPRoute, ...] = ()
+    settings: MeshSettings = MeshSettings()
+
+    def services(self) -> tuple[Service, ...]:
+        """Services derived from workloads, sorted by name; ports are the union."""
+        by_name: dict[str, tuple[dict[int, Port], list[str]]] = {}
+        for w in self.workloads:
+            for svc in w.services:
+                ports, owners = by_name.setdefault(svc, ({}, []))
+                owners.append(w.name)
+                for p in w.ports:
+                    ports.setdefault(p.port, p)
+        return tuple(
+            Service(
+                name=name,
+                ports=tuple(sorted(ports.values(), key=lambda p: p.port)),
+                workloads=tuple(sorted(owners)),
+            )
+            for name, (ports, owners) in sorted(by_name.items())
+        )
+
+    def workload(self, name: str) -> Workload | None:
+        return next((w for w in self.workloads if w.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One running copy of a workload as placed on this machine, with its ports.
+
+    ``app_ports`` and ``inbound_ports`` map a service port number to the local port the
+    app listens on and the local port its sidecar accepts mesh traffic on.
+    """
+
+    name: str
+    workload: str
+    index: int
+    app_ports: tuple[tuple[int, int], ...]
+    inbound_ports: tuple[tuple[int, int], ...]
+    outbound_http_port: int
+    outbound_tcp_ports: tuple[tuple[str, int, int], ...]
+    """(service, service port, local port) for each TCP service this proxy can reach."""
+    admin_port: int
+    address: str = "127.0.0.1"
+
+    def inbound_port(self, service_port: int) -> int | None:
+        return dict(self.inbound_ports).get(service_port)
+
+    def app_port(self, service_port: int) -> int | None:
+        return dict(self.app_ports).get(service_port)
+
+
+@dataclass(frozen=True, slots=True)
+class MeshState:
+    """The declared config plus where each instance runs: the input to translation."""
+
+    config: MeshConfig
+    instances: tuple[Instance, ...]
+    draining: frozenset[str] = frozenset()
+    """Instances being stopped: kept running, removed from every caller's endpoints."""
+
+    def instance(self, name: str) -> Instance | None:
+        return next((i for i in self.instances if i.name == name), None)
+
+    def instances_of(self, workload: str) -> tuple[Instance, ...]:
+        return tuple(i for i in self.instances if i.workload == workload)
