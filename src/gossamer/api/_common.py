@@ -43,4 +43,3 @@ def check_duration(value: str | None) -> str | None:
     if value is not None:
         parse_duration_ms(value)
     return value
-

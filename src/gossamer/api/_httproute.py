@@ -65,7 +65,7 @@ class BackendRefSpec(Strict):
 
 class TimeoutsSpec(Strict):
     request: str | None = None
-    backendRequest: str | None = None  # noqa: N815
+    backendRequest: str | None = None
 
     _durations = field_validator("request", "backendRequest")(check_duration)
 
@@ -74,12 +74,12 @@ class RuleSpec(Strict):
     matches: list[MatchSpec] = Field(
         default_factory=lambda: [MatchSpec()], min_length=1, max_length=64
     )
-    backendRefs: list[BackendRefSpec] = Field(min_length=1, max_length=16)  # noqa: N815
+    backendRefs: list[BackendRefSpec] = Field(min_length=1, max_length=16)
     timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec)
 
 
 class HTTPRouteSpec(Strict):
-    parentRefs: list[ParentRefSpec] = Field(min_length=1, max_length=32)  # noqa: N815
+    parentRefs: list[ParentRefSpec] = Field(min_length=1, max_length=32)
     rules: list[RuleSpec] = Field(min_length=1, max_length=64)
 
     @model_validator(mode="after")
@@ -91,7 +91,7 @@ class HTTPRouteSpec(Strict):
 
 
 class HTTPRouteDoc(Strict):
-    apiVersion: Literal["gateway.networking.k8s.io/v1"]  # noqa: N815
+    apiVersion: Literal["gateway.networking.k8s.io/v1"]
     kind: Literal["HTTPRoute"]
     metadata: Metadata
     spec: HTTPRouteSpec

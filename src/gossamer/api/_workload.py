@@ -27,7 +27,7 @@ class WorkloadSpec(Strict):
     ports: list[PortSpec] = Field(default_factory=list)
     command: list[str] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
-    workingDir: str | None = None  # noqa: N815 - the user-facing name
+    workingDir: str | None = None
 
     @model_validator(mode="after")
     def _unique_ports(self) -> WorkloadSpec:
@@ -40,7 +40,7 @@ class WorkloadSpec(Strict):
 
 
 class WorkloadDoc(Strict):
-    apiVersion: Literal["gossamer.dev/v1alpha1"]  # noqa: N815
+    apiVersion: Literal["gossamer.dev/v1alpha1"]
     kind: Literal["Workload"]
     metadata: Metadata
     spec: WorkloadSpec
@@ -48,7 +48,9 @@ class WorkloadDoc(Strict):
     def to_model(self, origin: Origin, base_dir: str) -> Workload:
         spec = self.spec
         ports = tuple(
-            Port(name=p.name or f"{p.protocol}-{p.port}", port=p.port, protocol=Protocol(p.protocol))
+            Port(
+                name=p.name or f"{p.protocol}-{p.port}", port=p.port, protocol=Protocol(p.protocol)
+            )
             for p in spec.ports
         )
         if spec.services is not None:
@@ -57,7 +59,9 @@ class WorkloadDoc(Strict):
             services = (self.metadata.name,) if ports else ()
         working_dir = spec.workingDir or "."
         if base_dir and not working_dir.startswith("/"):
-            working_dir = f"{base_dir.rstrip('/')}/{working_dir}" if working_dir != "." else base_dir
+            working_dir = (
+                f"{base_dir.rstrip('/')}/{working_dir}" if working_dir != "." else base_dir
+            )
         return Workload(
             name=self.metadata.name,
             services=services,

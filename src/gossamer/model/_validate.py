@@ -186,11 +186,7 @@ def _check_routes(config: MeshConfig, services: dict[str, Service]) -> list[Prob
                     )
                 )
             t = rule.timeouts
-            if (
-                t.request_ms
-                and t.backend_request_ms
-                and t.backend_request_ms > t.request_ms
-            ):
+            if t.request_ms and t.backend_request_ms and t.backend_request_ms > t.request_ms:
                 problems.append(
                     Problem.at(
                         o,

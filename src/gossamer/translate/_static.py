@@ -30,7 +30,9 @@ def static_bootstrap(snapshot: Snapshot, node_id: str = "validate") -> dict[str,
             for f in chain.get("filters", []):
                 cfg = f.get("typed_config", {})
                 if "rds" in cfg:
-                    cfg["route_config"] = copy.deepcopy(dict(routes[cfg.pop("rds")["route_config_name"]].body))
+                    cfg["route_config"] = copy.deepcopy(
+                        dict(routes[cfg.pop("rds")["route_config_name"]].body)
+                    )
         listeners.append(body)
     return {
         "node": {"id": node_id, "cluster": node_id},

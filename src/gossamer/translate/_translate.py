@@ -23,7 +23,6 @@ from gossamer.model import (
     MeshState,
     PathMatchType,
     Port,
-    Protocol,
     RouteMatch,
     RouteRule,
     Service,
@@ -75,8 +74,10 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
 
     by_type[LISTENER].append(_outbound_http_listener(instance))
     by_type[ROUTE].append(_outbound_routes(state, services))
-    for service, port, local_port in instance.outbound_tcp_ports:
-        by_type[LISTENER].append(_outbound_tcp_listener(instance, service, port, local_port))
+    for service, service_port, local_port in instance.outbound_tcp_ports:
+        by_type[LISTENER].append(
+            _outbound_tcp_listener(instance, service, service_port, local_port)
+        )
     return Snapshot.build(by_type)
 
 
@@ -144,7 +145,9 @@ def _inbound_cluster(instance: Instance, port: Port, connect_timeout: str) -> Re
         "connect_timeout": connect_timeout,
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address("127.0.0.1", app_port)}}]}],
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": _address("127.0.0.1", app_port)}}]}
+            ],
         },
     }
     if port.protocol.upstream_http2:
@@ -173,7 +176,9 @@ def _hcm(stat_prefix: str, routing: dict[str, Any]) -> dict[str, Any]:
             "stat_prefix": stat_prefix,
             "codec_type": "AUTO",
             **routing,
-            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}],
+            "http_filters": [
+                {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}
+            ],
         },
     }
 
@@ -199,7 +204,9 @@ def _inbound_listener(instance: Instance, port: Port) -> Resource:
                 "name": "inbound",
                 "domains": ["*"],
                 # The caller's sidecar enforces the route's timeout; the inbound hop adds none.
-                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "0s"}}],
+                "routes": [
+                    {"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "0s"}}
+                ],
             }
         ],
     }
@@ -287,7 +294,11 @@ def _outbound_routes(state: MeshState, services: tuple[Service, ...]) -> Resourc
             if port.port == 80:
                 domains.append(svc.name)
             virtual_hosts.append(
-                {"name": names.virtual_host(svc.name, port.port), "domains": domains, "routes": routes}
+                {
+                    "name": names.virtual_host(svc.name, port.port),
+                    "domains": domains,
+                    "routes": routes,
+                }
             )
     virtual_hosts.append(
         {
@@ -298,7 +309,9 @@ def _outbound_routes(state: MeshState, services: tuple[Service, ...]) -> Resourc
                     "match": {"prefix": "/"},
                     "direct_response": {
                         "status": 404,
-                        "body": {"inline_string": "gossamer: no service in the mesh serves this host\n"},
+                        "body": {
+                            "inline_string": "gossamer: no service in the mesh serves this host\n"
+                        },
                     },
                 }
             ],

@@ -1,0 +1,42 @@
+"""Talking to a running mesh's admin API, found via its state file or an explicit address."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATE_DIR = ".gossamer"
+DEFAULT_API = "http://127.0.0.1:15080"
+
+
+class NotRunning(RuntimeError):
+    pass
+
+
+def api_base(state_dir: str, api: str | None) -> str:
+    if api:
+        return api.rstrip("/")
+    state = Path(state_dir) / "up.json"
+    if state.exists():
+        try:
+            return str(json.loads(state.read_text())["api"])
+        except (ValueError, KeyError):
+            pass
+    return DEFAULT_API
+
+
+def call(base: str, path: str, method: str = "GET", timeout: float = 10.0) -> Any:
+    req = urllib.request.Request(base + path, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read() or b"{}")
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise NotRunning(
+            f"no mesh answers at {base} ({getattr(exc, 'reason', exc)}); is `gossamer up` running? "
+            "pass --api or --state-dir to point at it"
+        ) from exc

@@ -1,0 +1,117 @@
+"""``up``, ``status`` and ``down``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from gossamer.cli._client import NotRunning, api_base, call
+from gossamer.runtime import LocalOptions, instance_table, run_up
+
+
+def up(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    options = LocalOptions(
+        config_path=Path(args.path).resolve(),
+        state_dir=Path(args.state_dir).resolve(),
+        xds_port=args.xds_port,
+        api_port=args.api_port,
+        xds_api=args.xds_api,
+        watch=not args.no_watch,
+        first_port=args.first_port,
+        config_timeout_s=args.config_timeout,
+    )
+    return asyncio.run(run_up(options))
+
+
+def status(args: argparse.Namespace) -> int:
+    try:
+        data = call(api_base(args.state_dir, args.api), "/api/v1/status")
+    except NotRunning as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"revision {data['revision']} of {data['config_path']}; logs in {data['log_dir']}")
+    print(instance_table(data))
+    for inst in data["instances"]:
+        for type_name, t in inst["proxy"]["types"].items():
+            if t["state"] == "NACKED":
+                print(f"NACK {inst['name']} {type_name}: {t.get('error', '')[:300]}")
+                for origin in t.get("user_resources", []):
+                    print(f"  from {origin}")
+    rejected = data.get("rejected")
+    if rejected:
+        when = time.strftime("%H:%M:%S", time.localtime(rejected["at"]))
+        print(f"\nlast change REJECTED at {when}; the mesh runs revision {data['revision']}:")
+        for p in rejected["problems"]:
+            loc = ", ".join(
+                str(x)
+                for x in (
+                    p["file"],
+                    f"document {p['document']}" if p["document"] else "",
+                    p["resource"],
+                )
+                if x
+            )
+            print(f"  {p['severity']} {p['code']}: {loc}: {p['field']}: {p['message']}")
+            if p["hint"]:
+                print(f"    hint: {p['hint']}")
+        return 1
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    base = api_base(args.state_dir, args.api)
+    state_file = Path(args.state_dir) / "up.json"
+    try:
+        call(base, "/api/v1/shutdown", method="POST")
+    except NotRunning as exc:
+        return _kill_leftovers(Path(args.state_dir), str(exc))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            call(base, "/healthz", timeout=1)
+        except NotRunning:
+            print("gossamer: mesh stopped")
+            return 0
+        time.sleep(0.2)
+    if state_file.exists():
+        pid = json.loads(state_file.read_text()).get("pid")
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
+    print("error: the mesh did not stop within 30s", file=sys.stderr)
+    return 1
+
+
+def _kill_leftovers(state_dir: Path, why: str) -> int:
+    """``up`` is gone (e.g. killed with -9): stop the children it left, from its pid file."""
+    pid_file = state_dir / "pids"
+    if not pid_file.exists():
+        print(f"error: {why}", file=sys.stderr)
+        return 3
+    killed = 0
+    for line in pid_file.read_text().split():
+        with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
+            os.killpg(int(line), signal.SIGTERM)
+            killed += 1
+    for name in ("pids", "up.json"):
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / name).unlink()
+    print(f"gossamer: `up` was not running; stopped {killed} leftover process group(s)")
+    return 0

@@ -1,0 +1,69 @@
+"""The ``gossamer`` command. Each group lives in its own module; this one only parses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gossamer import __version__
+from gossamer.cli import _config, _lifecycle
+from gossamer.cli._client import DEFAULT_STATE_DIR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gossamer", description="Gossamer service mesh: Envoy sidecars, Python control plane."
+    )
+    parser.add_argument("--version", action="version", version=f"gossamer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_target(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="where `up` keeps its state")
+        p.add_argument("--api", default=None, help="admin API URL (default: from the state dir)")
+
+    up = sub.add_parser("up", help="run a local mesh from YAML files, in the foreground")
+    up.add_argument("path", help="a mesh YAML file or a directory of them")
+    up.add_argument(
+        "--state-dir", default=DEFAULT_STATE_DIR, help="state and logs (default .gossamer)"
+    )
+    up.add_argument("--xds-port", type=int, default=15010, help="control plane xDS port (15010)")
+    up.add_argument("--api-port", type=int, default=15080, help="admin API port (15080)")
+    up.add_argument(
+        "--first-port", type=int, default=20000, help="first port for sidecars and apps"
+    )
+    up.add_argument("--xds-api", choices=["sotw", "delta"], default="sotw", help="ADS variant")
+    up.add_argument("--no-watch", action="store_true", help="do not apply file edits live")
+    up.add_argument(
+        "--config-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a sidecar may take to get its config",
+    )
+    up.add_argument("-v", "--verbose", action="store_true")
+    up.set_defaults(func=_lifecycle.up)
+
+    status = sub.add_parser("status", help="instances, proxies and the last rejected change")
+    with_target(status)
+    status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    status.set_defaults(func=_lifecycle.status)
+
+    down = sub.add_parser("down", help="stop a running `gossamer up`")
+    with_target(down)
+    down.set_defaults(func=_lifecycle.down)
+
+    validate = sub.add_parser("validate", help="check mesh YAML offline; exit 1 on errors")
+    validate.add_argument("path")
+    validate.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    validate.set_defaults(func=_config.validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

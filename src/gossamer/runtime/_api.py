@@ -1,0 +1,48 @@
+"""The admin API of a running mesh (loopback only): what `status` and `down` call.
+
+Port and routes are documented in docs/ports.md. JSON in, JSON out.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gossamer.runtime._local import LocalMesh
+
+
+def make_app(mesh: LocalMesh) -> web.Application:
+    async def status(_request: web.Request) -> web.Response:
+        return web.json_response(mesh.status())
+
+    async def shutdown(_request: web.Request) -> web.Response:
+        mesh.stopping.set()
+        return web.json_response({"stopping": True})
+
+    async def reload(_request: web.Request) -> web.Response:
+        applied = await mesh.reload()
+        return web.json_response(
+            {"applied": applied, "revision": mesh.control.revision.number},
+            status=200 if applied else 422,
+        )
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/api/v1/status", status),
+            web.post("/api/v1/shutdown", shutdown),
+            web.post("/api/v1/reload", reload),
+            web.get("/healthz", healthz),
+        ]
+    )
+    return app
+
+
+async def serve(mesh: LocalMesh) -> web.AppRunner:
+    runner = web.AppRunner(make_app(mesh), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, mesh.options.host, mesh.options.api_port, reuse_port=False)
+    await site.start()
+    return runner

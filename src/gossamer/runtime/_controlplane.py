@@ -1,0 +1,131 @@
+"""The control plane proper: turns a declared config into published snapshots.
+
+A change is all-or-nothing. It is loaded, validated, placed, translated for every proxy
+and checked for consistency before any proxy sees it; if any step fails the running mesh
+keeps its current config and the rejection is recorded for ``status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gossamer.api import Source, load_config
+from gossamer.model import MeshConfig, MeshState, Problem, errors, place
+from gossamer.translate import InconsistentSnapshot, Snapshot, names, translate
+from gossamer.xds import SnapshotCache, StatusBook
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    at: float
+    problems: tuple[Problem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A fully translated next state, not yet visible to any proxy."""
+
+    state: MeshState
+    snapshots: dict[str, Snapshot]
+    warnings: tuple[Problem, ...] = ()
+
+
+@dataclass(slots=True)
+class Revision:
+    number: int = 0
+    applied_at: float = 0.0
+    warnings: tuple[Problem, ...] = field(default_factory=tuple)
+
+
+Preflight = Callable[[MeshConfig], list[Problem]]
+
+
+class ControlPlane:
+    def __init__(self, allocate: Callable[[], int], preflight: Preflight | None = None) -> None:
+        self.cache = SnapshotCache()
+        self.book = StatusBook(self.cache)
+        self.state: MeshState | None = None
+        self.revision = Revision()
+        self.rejection: Rejection | None = None
+        self._allocate = allocate
+        self._preflight = preflight
+
+    def propose(self, sources: list[Source]) -> Proposal | list[Problem]:
+        config, problems = load_config(sources)
+        if config is None:
+            return problems
+        if self._preflight is not None:
+            problems += self._preflight(config)
+            if errors(problems):
+                return problems
+        instances = place(config, self.state, self._allocate)
+        draining = self.state.draining if self.state else frozenset()
+        state = MeshState(config, instances, draining & {i.name for i in instances})
+        try:
+            snapshots = {i.name: translate(state, i.name) for i in instances}
+        except InconsistentSnapshot as exc:
+            return [
+                Problem("GSM0900", f"internal translation error: {exc}", hint="please report this")
+            ]
+        return Proposal(state, snapshots, tuple(problems))
+
+    def reject(self, problems: list[Problem]) -> None:
+        self.rejection = Rejection(time.time(), tuple(problems))
+
+    def publish(self, proposal: Proposal) -> list[str]:
+        """Make ``proposal`` current; returns the proxies whose config changed."""
+        changed = [n for n, snap in proposal.snapshots.items() if self.cache.set(n, snap)]
+        for gone in set(self.cache.nodes()) - set(proposal.snapshots):
+            self.cache.clear(gone)
+        self.state = proposal.state
+        self.rejection = None
+        self.revision = Revision(self.revision.number + 1, time.time(), proposal.warnings)
+        return changed
+
+    def set_draining(self, instance_names: set[str]) -> None:
+        """Remove instances from every caller's endpoints (they keep their own config)."""
+        if self.state is None:
+            return
+        state = dataclasses.replace(self.state, draining=frozenset(instance_names))
+        self.state = state
+        for inst in state.instances:
+            self.cache.set(inst.name, translate(state, inst.name))
+
+    async def wait_synced(self, node_id: str, timeout_s: float) -> bool:
+        """Whether the proxy applies its current snapshot within ``timeout_s``."""
+        if self.book.synced(node_id):
+            return True
+        done = asyncio.Event()
+
+        def check(changed: str) -> None:
+            if changed == node_id and self.book.synced(node_id):
+                done.set()
+
+        cancel = self.book.on_change(check)
+        try:
+            await asyncio.wait_for(done.wait(), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            cancel()
+
+    def nack_origins(self, resource_names: list[str]) -> list[str]:
+        """The user resources behind rejected Envoy resources: ``file (document N, Kind/name)``."""
+        if self.state is None:
+            return []
+        services = {names.service_of(n) for n in resource_names} - {None}
+        found = []
+        for route in self.state.config.routes:
+            if route.origin and any(p.service in services for p in route.parents) | any(
+                b.service in services for r in route.rules for b in r.backends
+            ):
+                found.append(str(route.origin))
+        for w in self.state.config.workloads:
+            if w.origin and services & set(w.services):
+                found.append(str(w.origin))
+        return sorted(set(found))

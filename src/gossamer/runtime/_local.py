@@ -1,0 +1,340 @@
+"""Local mode: one process runs the control plane and supervises every instance.
+
+``gossamer up PATH`` builds a ``LocalMesh``: it loads PATH, starts the xDS server and the
+admin API, starts each instance (sidecar first, app once the sidecar has its config),
+then watches PATH and applies edits live. Only instances whose definition changed are
+restarted; a route or weight edit restarts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gossamer.model import Instance, MeshConfig, MeshState, Problem, Workload
+from gossamer.runtime._controlplane import ControlPlane, Proposal
+from gossamer.runtime._ports import PortAllocator, port_free
+from gossamer.sidecar import InstanceRunner, StartError, XdsApi
+from gossamer.sources import ConfigPathError, read_sources, watch
+
+log = logging.getLogger("gossamer.up")
+
+DRAIN_PROPAGATION_S = 0.5
+"""How long an instance stays up after its endpoint left every caller's config."""
+
+
+@dataclass(slots=True)
+class LocalOptions:
+    config_path: Path
+    state_dir: Path
+    xds_port: int = 15010
+    api_port: int = 15080
+    host: str = "127.0.0.1"
+    xds_api: XdsApi = "sotw"
+    config_timeout_s: float = 30.0
+    watch: bool = True
+    first_port: int = 20000
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class StartupFailed(RuntimeError):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def preflight(config: MeshConfig) -> list[Problem]:
+    """Checks that need this machine: can each workload's command run at all?"""
+    problems = []
+    for w in config.workloads:
+        cwd = Path(w.working_dir or ".")
+        field = "spec.workingDir"
+        if not cwd.is_dir():
+            problems.append(
+                Problem.at(
+                    w.origin, "GSM0201", f"working directory `{cwd}` does not exist", field=field
+                )
+            )
+            continue
+        program = w.command[0]
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        found = (
+            (cwd / program).exists() and os.access(cwd / program, os.X_OK)
+            if "/" in program
+            else shutil.which(program, path=path) is not None
+        )
+        if not found:
+            problems.append(
+                Problem.at(
+                    w.origin,
+                    "GSM0202",
+                    f"command `{program}` is not an executable file (looked in "
+                    f"{'the working directory' if '/' in program else 'PATH'})",
+                    field="spec.command[0]",
+                    hint="give a program on PATH (e.g. python3) or a path relative to the "
+                    "config file",
+                )
+            )
+    return problems
+
+
+class LocalMesh:
+    def __init__(self, options: LocalOptions) -> None:
+        self.options = options
+        self.control = ControlPlane(PortAllocator(options.first_port), preflight)
+        self.runners: dict[str, InstanceRunner] = {}
+        self.started_at = time.time()
+        self._apply_lock = asyncio.Lock()
+        self.stopping = asyncio.Event()
+        self.events: list[dict[str, object]] = []
+        """Recent notable events (rejections, start failures), newest last, bounded."""
+
+    # -- events ---------------------------------------------------------------------------
+
+    def note(self, kind: str, message: str, **extra: object) -> None:
+        self.events.append({"at": time.time(), "kind": kind, "message": message, **extra})
+        del self.events[:-100]
+
+    # -- applying config ------------------------------------------------------------------
+
+    def load(self) -> Proposal | list[Problem]:
+        try:
+            sources = read_sources(self.options.config_path)
+        except (ConfigPathError, OSError, UnicodeDecodeError) as exc:
+            return [Problem("GSM0010", str(exc), hint="check the path given to `gossamer up`")]
+        if not sources:
+            return [
+                Problem(
+                    "GSM0011",
+                    f"no *.yaml or *.yml files under {self.options.config_path}",
+                    hint="point `gossamer up` at a mesh file or a directory of them",
+                )
+            ]
+        return self.control.propose(sources)
+
+    async def start(self) -> None:
+        """Initial apply. Raises StartupFailed, having stopped whatever it started."""
+        proposal = self.load()
+        if not isinstance(proposal, Proposal):
+            raise StartupFailed(proposal)
+        self.control.publish(proposal)
+        try:
+            await self._reconcile(proposal.state, initial=True)
+        except StartupFailed:
+            await self.stop()
+            raise
+
+    async def reload(self) -> bool:
+        """Apply the files as they are now. A rejected change leaves the mesh untouched."""
+        async with self._apply_lock:
+            proposal = self.load()
+            if not isinstance(proposal, Proposal):
+                self.control.reject(proposal)
+                self.note("rejected", f"config change rejected: {len(proposal)} problem(s)")
+                for p in proposal:
+                    log.error("%s", p)
+                log.error("the mesh keeps running on revision %d", self.control.revision.number)
+                return False
+            previous = self.control.state
+            changed = self.control.publish(proposal)
+            log.info(
+                "applied revision %d: %d proxies got new config",
+                self.control.revision.number,
+                len(changed),
+            )
+            for p in proposal.warnings:
+                log.warning("%s", p)
+            await self._reconcile(proposal.state, initial=False, previous=previous)
+            return True
+
+    async def _reconcile(
+        self, state: MeshState, *, initial: bool, previous: MeshState | None = None
+    ) -> None:
+        wanted = {i.name: i for i in state.instances}
+        prev_workloads = {w.name: w for w in previous.config.workloads} if previous else {}
+        to_stop = [r for n, r in self.runners.items() if n not in wanted]
+        to_restart = [
+            r
+            for n, r in self.runners.items()
+            if n in wanted and _needs_restart(r, wanted[n], state, prev_workloads)
+        ]
+        to_start = [i for n, i in wanted.items() if n not in self.runners]
+        for runner in to_stop:
+            del self.runners[runner.instance.name]
+        # Removed instances are already out of every caller's endpoints (published above).
+        stops = [self._stop_later(r) for r in to_stop]
+        for runner in to_restart:
+            await runner.stop()
+            del self.runners[runner.instance.name]
+            to_start.append(wanted[runner.instance.name])
+        failures = await asyncio.gather(*(self._start_instance(i, state) for i in to_start))
+        problems = [p for p in failures if p is not None]
+        await asyncio.gather(*stops)
+        if problems and initial:
+            raise StartupFailed(problems)
+
+    async def _stop_later(self, runner: InstanceRunner) -> None:
+        await asyncio.sleep(DRAIN_PROPAGATION_S)
+        await runner.stop()
+
+    async def _start_instance(self, instance: Instance, state: MeshState) -> Problem | None:
+        workload = state.config.workload(instance.workload)
+        assert workload is not None
+        runner = InstanceRunner(
+            instance,
+            workload,
+            state_dir=self.options.state_dir,
+            xds_host=self.options.host,
+            xds_port=self.options.xds_port,
+            xds_api=self.options.xds_api,
+            wait_synced=self.control.wait_synced,
+            config_timeout_s=self.options.config_timeout_s,
+            base_env={**os.environ, **self.options.extra_env},
+        )
+        self.runners[instance.name] = runner
+        try:
+            await runner.start()
+        except (StartError, RuntimeError) as exc:
+            self.note("start-failed", str(exc), instance=instance.name)
+            log.error("%s", exc)
+            return Problem.at(workload.origin, "GSM0203", str(exc), field="spec.command")
+        return None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run_watch(self) -> None:
+        async for _ in watch(self.options.config_path):
+            await self.reload()
+
+    async def stop(self) -> None:
+        """Stop every instance: apps first (their sidecars still carry their calls)."""
+        runners = list(self.runners.values())
+        self.runners.clear()
+        await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+
+    def write_state_file(self) -> None:
+        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.options.state_dir / "up.json").write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "api": f"http://{self.options.host}:{self.options.api_port}",
+                    "xds_port": self.options.xds_port,
+                    "config_path": str(self.options.config_path),
+                    "started_at": self.started_at,
+                },
+                indent=2,
+            )
+        )
+        self.write_pids()
+
+    def write_pids(self) -> None:
+        """Every child pid, so ``gossamer down`` can clean up even after ``up`` was killed."""
+        pids = [
+            pid
+            for r in self.runners.values()
+            for pid in (r.app.pid, r.envoy.pid)
+            if pid is not None
+        ]
+        with contextlib.suppress(OSError):
+            (self.options.state_dir / "pids").write_text("\n".join(map(str, pids)))
+
+    def remove_state_file(self) -> None:
+        for name in ("up.json", "pids"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.options.state_dir / name).unlink()
+
+    def check_ports(self) -> list[Problem]:
+        problems = []
+        for what, port, flag in (
+            ("xDS", self.options.xds_port, "--xds-port"),
+            ("admin API", self.options.api_port, "--api-port"),
+        ):
+            if not port_free(port, self.options.host):
+                problems.append(
+                    Problem(
+                        "GSM0204",
+                        f"the {what} port {self.options.host}:{port} is already in use",
+                        hint=f"is another `gossamer up` running? stop it with `gossamer down`, "
+                        f"or pass {flag}",
+                    )
+                )
+        return problems
+
+    def status(self) -> dict[str, object]:
+        control = self.control
+        rejection = control.rejection
+        instances = []
+        for name in sorted(self.runners):
+            runner = self.runners[name]
+            entry = runner.describe()
+            proxy = control.book.summary(name)
+            for t in proxy["types"].values():  # type: ignore[attr-defined]
+                if "rejected_resources" in t:
+                    t["user_resources"] = control.nack_origins(t["rejected_resources"])
+            entry["proxy"] = proxy
+            instances.append(entry)
+        state = control.state
+        return {
+            "config_path": str(self.options.config_path),
+            "state_dir": str(self.options.state_dir),
+            "log_dir": str(self.options.state_dir / "logs"),
+            "xds": f"{self.options.host}:{self.options.xds_port} ({self.options.xds_api})",
+            "revision": control.revision.number,
+            "applied_at": control.revision.applied_at,
+            "warnings": [p.to_dict() for p in control.revision.warnings],
+            "rejected": None
+            if rejection is None
+            else {"at": rejection.at, "problems": [p.to_dict() for p in rejection.problems]},
+            "services": [
+                {
+                    "name": s.name,
+                    "ports": [{"port": p.port, "protocol": p.protocol.value} for p in s.ports],
+                    "workloads": list(s.workloads),
+                }
+                for s in (state.config.services() if state else ())
+            ],
+            "routes": [r.name for r in state.config.routes] if state else [],
+            "instances": instances,
+            "events": self.events[-20:],
+        }
+
+
+def _needs_restart(
+    runner: InstanceRunner,
+    instance: Instance,
+    state: MeshState,
+    previous: dict[str, Workload],
+) -> bool:
+    """Only a change to what the process itself sees restarts it."""
+    workload = state.config.workload(instance.workload)
+    old = previous.get(instance.workload, runner.workload)
+    if workload is None:
+        return True
+    process_view = (
+        workload.command,
+        workload.env,
+        workload.working_dir,
+        workload.ports,
+        workload.services,
+        workload.version,
+        workload.zone,
+    )
+    old_view = (
+        old.command,
+        old.env,
+        old.working_dir,
+        old.ports,
+        old.services,
+        old.version,
+        old.zone,
+    )
+    return process_view != old_view or runner.instance != instance

@@ -1,0 +1,109 @@
+"""``gossamer up``: run a whole local mesh in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import TextIO
+
+from gossamer.runtime._api import serve
+from gossamer.runtime._local import LocalMesh, LocalOptions, StartupFailed
+from gossamer.sidecar import EnvoyNotFound, envoy_path
+from gossamer.xds import XdsServer
+
+log = logging.getLogger("gossamer.up")
+
+
+def instance_table(status: dict[str, object]) -> str:
+    """Service, instance, app port, sidecar ports and admin port, one row per instance."""
+    rows = [("SERVICES", "INSTANCE", "APP PORT", "SIDECAR PORTS", "ADMIN", "STATE")]
+    for inst in status["instances"]:  # type: ignore[attr-defined]
+        sidecar = [f"in {p}" for p in inst["inbound_ports"].values()]
+        sidecar.append(f"http-proxy {inst['outbound_http_port']}")
+        sidecar += [
+            f"{t['service']}:{t['port']}→{t['local_port']}" for t in inst["outbound_tcp_ports"]
+        ]
+        rows.append(
+            (
+                ",".join(inst["services"]) or "-",
+                inst["name"],
+                ",".join(str(p) for p in inst["app_ports"].values()) or "-",
+                " ".join(sidecar),
+                str(inst["admin_port"]),
+                inst["state"],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+async def run_up(options: LocalOptions, out: TextIO = sys.stdout) -> int:
+    try:
+        envoy_path()
+    except EnvoyNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    mesh = LocalMesh(options)
+    port_problems = mesh.check_ports()
+    if port_problems:
+        for p in port_problems:
+            print(p, file=sys.stderr)
+        return 1
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, mesh.stopping.set)
+    xds = XdsServer(mesh.control.cache, mesh.control.book)
+    await xds.start(options.host, options.xds_port)
+    api = await serve(mesh)
+    watcher: asyncio.Task[None] | None = None
+    try:
+        print(
+            f"gossamer: xDS on {options.host}:{options.xds_port} ({options.xds_api}), "
+            f"admin API on http://{options.host}:{options.api_port}",
+            file=out,
+        )
+        try:
+            await mesh.start()
+        except StartupFailed as exc:
+            print("gossamer: the mesh could not start:", file=sys.stderr)
+            for p in exc.problems:
+                print(p, file=sys.stderr)
+            return 1
+        mesh.write_state_file()
+        print(instance_table(mesh.status()), file=out)
+        print(
+            f"gossamer: revision {mesh.control.revision.number} running; watching "
+            f"{options.config_path} for changes. Logs: {options.state_dir / 'logs'}. "
+            "Ctrl-C stops everything.",
+            file=out,
+            flush=True,
+        )
+        if options.watch:
+            watcher = asyncio.create_task(mesh.run_watch())
+        pid_writer = asyncio.create_task(_refresh_pids(mesh))
+        await mesh.stopping.wait()
+        pid_writer.cancel()
+        print("gossamer: stopping…", file=out, flush=True)
+        return 0
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await mesh.stop()
+        await api.cleanup()
+        await xds.stop(0.5)
+        mesh.remove_state_file()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _refresh_pids(mesh: LocalMesh) -> None:
+    while True:
+        mesh.write_pids()
+        await asyncio.sleep(1.0)

@@ -1,0 +1,19 @@
+"""Running sidecars: bootstrap, Envoy process supervision, ordered start and stop."""
+
+from gossamer.sidecar._bootstrap import XdsApi, bootstrap
+from gossamer.sidecar._envoy import EnvoyNotFound, envoy_command, envoy_path
+from gossamer.sidecar._instance import ConfigTimeout, InstanceRunner, app_environment
+from gossamer.sidecar._process import ManagedProcess, StartError
+
+__all__ = [
+    "ConfigTimeout",
+    "EnvoyNotFound",
+    "InstanceRunner",
+    "ManagedProcess",
+    "StartError",
+    "XdsApi",
+    "app_environment",
+    "bootstrap",
+    "envoy_command",
+    "envoy_path",
+]

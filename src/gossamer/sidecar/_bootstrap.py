@@ -1,0 +1,82 @@
+"""The static bootstrap every sidecar starts from: who it is, where its admin listens
+(loopback only), and how to reach the control plane over ADS."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from gossamer.translate import names
+
+XdsApi = Literal["sotw", "delta"]
+
+
+def bootstrap(
+    *,
+    node_id: str,
+    cluster: str,
+    admin_port: int,
+    xds_host: str,
+    xds_port: int,
+    zone: str = "",
+    api: XdsApi = "sotw",
+) -> dict[str, Any]:
+    node: dict[str, Any] = {"id": node_id, "cluster": cluster}
+    if zone:
+        node["locality"] = {"zone": zone}
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    return {
+        "node": node,
+        "admin": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
+        },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if api == "delta" else "GRPC",
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": True,
+                "grpc_services": [{"envoy_grpc": {"cluster_name": names.XDS_CLUSTER}}],
+            },
+            "cds_config": ads,
+            "lds_config": ads,
+        },
+        "static_resources": {
+            "clusters": [
+                {
+                    "name": names.XDS_CLUSTER,
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    # ADS is gRPC: without HTTP/2 here Envoy never opens the stream.
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/"
+                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "explicit_http_config": {
+                                "http2_protocol_options": {
+                                    "connection_keepalive": {"interval": "30s", "timeout": "5s"}
+                                }
+                            },
+                        }
+                    },
+                    "load_assignment": {
+                        "cluster_name": names.XDS_CLUSTER,
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": xds_host,
+                                                    "port_value": xds_port,
+                                                }
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ]
+        },
+    }

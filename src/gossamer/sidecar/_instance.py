@@ -1,0 +1,170 @@
+"""A workload instance: its Envoy sidecar and its app, started and stopped in order.
+
+Start: Envoy first; the app only once the control plane reports that this proxy has
+applied its whole configuration (not merely Envoy's ``/ready``). Stop: the app first,
+while the sidecar still carries its outbound calls; then Envoy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from gossamer.model import Instance, Workload
+from gossamer.sidecar._bootstrap import XdsApi, bootstrap
+from gossamer.sidecar._envoy import envoy_command
+from gossamer.sidecar._process import ManagedProcess
+
+WaitSynced = Callable[[str, float], Awaitable[bool]]
+"""(node id, timeout in seconds) -> whether the proxy applied its config in time."""
+
+
+class ConfigTimeout(RuntimeError):
+    """The sidecar did not receive and apply its config in time; the app was not started."""
+
+
+def env_key(name: str) -> str:
+    return name.upper().replace("-", "_").replace(".", "_")
+
+
+def app_environment(instance: Instance, workload: Workload, base: dict[str, str]) -> dict[str, str]:
+    """What an app sees: its ports, its proxy, who it is, where TCP services are."""
+    env = dict(base)
+    env.update(dict(workload.env))
+    proxy = f"http://127.0.0.1:{instance.outbound_http_port}"
+    env.update(
+        {
+            "HTTP_PROXY": proxy,
+            "http_proxy": proxy,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            "GOSSAMER_INSTANCE": instance.name,
+            "GOSSAMER_WORKLOAD": workload.name,
+            "GOSSAMER_SERVICES": ",".join(workload.services),
+            "GOSSAMER_VERSION": workload.version,
+            "GOSSAMER_ZONE": workload.zone,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    # Python apps run with the interpreter Gossamer runs on, whatever PATH says.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "")])
+    for i, (service_port, app_port) in enumerate(instance.app_ports):
+        port = workload.port(service_port)
+        if i == 0:
+            env["PORT"] = str(app_port)
+        if port is not None:
+            env[f"GOSSAMER_PORT_{env_key(port.name)}"] = str(app_port)
+    for service, service_port, local in instance.outbound_tcp_ports:
+        # Kubernetes' own convention for finding a service from inside a pod.
+        prefix = env_key(service)
+        env.setdefault(f"{prefix}_SERVICE_HOST", instance.address)
+        env.setdefault(f"{prefix}_SERVICE_PORT", str(local))
+        env[f"{prefix}_SERVICE_PORT_{service_port}"] = str(local)
+    return env
+
+
+class InstanceRunner:
+    def __init__(
+        self,
+        instance: Instance,
+        workload: Workload,
+        *,
+        state_dir: Path,
+        xds_host: str,
+        xds_port: int,
+        xds_api: XdsApi,
+        wait_synced: WaitSynced,
+        config_timeout_s: float = 30.0,
+        base_env: dict[str, str] | None = None,
+    ) -> None:
+        self.instance = instance
+        self.workload = workload
+        self._wait_synced = wait_synced
+        self._config_timeout = config_timeout_s
+        logs = state_dir / "logs"
+        config_path = state_dir / "envoy" / f"{instance.name}.json"
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(
+            json.dumps(
+                bootstrap(
+                    node_id=instance.name,
+                    cluster=workload.name,
+                    admin_port=instance.admin_port,
+                    xds_host=xds_host,
+                    xds_port=xds_port,
+                    zone=workload.zone,
+                    api=xds_api,
+                ),
+                indent=2,
+            )
+        )
+        env = dict(base_env if base_env is not None else os.environ)
+        self.envoy = ManagedProcess(
+            f"{instance.name}/envoy",
+            envoy_command(str(config_path)),
+            env=env,
+            cwd=str(state_dir),
+            log_path=logs / f"{instance.name}.envoy.log",
+        )
+        self.app = ManagedProcess(
+            f"{instance.name}/app",
+            list(workload.command),
+            env=app_environment(instance, workload, env),
+            cwd=workload.working_dir or ".",
+            log_path=logs / f"{instance.name}.log",
+        )
+        self.state = "created"
+
+    async def start(self) -> None:
+        """Sidecar, then (once its config is applied) the app. Raises on failure,
+        leaving nothing running."""
+        self.state = "starting"
+        await self.envoy.start()
+        if not await self._wait_synced(self.instance.name, self._config_timeout):
+            await self.envoy.stop()
+            self.state = "failed"
+            raise ConfigTimeout(
+                f"{self.instance.name}: the sidecar did not apply its configuration within "
+                f"{self._config_timeout:.0f}s; the app was not started (see "
+                f"{self.envoy.log_path})"
+            )
+        try:
+            await self.app.start()
+        except Exception:
+            await self.envoy.stop()
+            self.state = "failed"
+            raise
+        self.state = "running"
+
+    async def stop(self, app_grace_s: float = 5.0) -> None:
+        self.state = "stopping"
+        await self.app.stop(app_grace_s)
+        await self.envoy.stop(2.0)
+        self.state = "stopped"
+
+    def describe(self) -> dict[str, object]:
+        inst = self.instance
+        return {
+            "name": inst.name,
+            "workload": inst.workload,
+            "services": list(self.workload.services),
+            "version": self.workload.version,
+            "zone": self.workload.zone,
+            "state": self.state,
+            "app_ports": {str(k): v for k, v in inst.app_ports},
+            "inbound_ports": {str(k): v for k, v in inst.inbound_ports},
+            "outbound_http_port": inst.outbound_http_port,
+            "outbound_tcp_ports": [
+                {"service": s, "port": p, "local_port": lp} for s, p, lp in inst.outbound_tcp_ports
+            ],
+            "admin_port": inst.admin_port,
+            "envoy_pid": self.envoy.pid,
+            "app_pid": self.app.pid,
+            "envoy_restarts": self.envoy.restarts,
+            "app_restarts": self.app.restarts,
+            "app_last_exit": self.app.last_exit,
+            "log": str(self.app.log_path),
+        }

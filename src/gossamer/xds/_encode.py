@@ -1,0 +1,48 @@
+"""Proto3-JSON resources to protobuf ``Any``, memoized by content version.
+
+Importing the extension modules registers their message types, so nested ``@type``
+fields (filters, protocol options) resolve.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
+import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
+import envoy.config.listener.v3.listener_pb2 as listener_pb2
+import envoy.config.route.v3.route_pb2 as route_pb2
+import envoy.extensions.filters.http.router.v3.router_pb2
+import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2
+import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+from google.protobuf import any_pb2, json_format
+
+from gossamer.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
+
+_MESSAGES: dict[str, Any] = {
+    LISTENER: listener_pb2.Listener,
+    ROUTE: route_pb2.RouteConfiguration,
+    CLUSTER: cluster_pb2.Cluster,
+    ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+}
+
+
+class Encoder:
+    """Encodes each (type, content version) once; bounded so it cannot grow forever."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._memo: dict[tuple[str, str], Any] = {}
+        self._limit = limit
+
+    def encode(self, type_url: str, resource: Resource) -> Any:
+        key = (type_url, resource.version)
+        packed = self._memo.get(key)
+        if packed is None:
+            message = json_format.ParseDict(dict(resource.body), _MESSAGES[type_url]())
+            packed = any_pb2.Any()
+            packed.Pack(message)
+            if len(self._memo) >= self._limit:
+                self._memo.clear()
+            self._memo[key] = packed
+        return packed
