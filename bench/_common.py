@@ -83,10 +83,8 @@ class Child:
         """SIGTERM the process group, then SIGKILL it if it outlives ``grace_s``."""
         if self.popen.poll() is None:
             _signal_group(self.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
         # The group may hold children that outlive their leader: kill whatever is left.
         _signal_group(self.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -216,6 +214,20 @@ def proc_cmdline(pid: int) -> str:
     except OSError:
         return ""
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def pids_running(name: str) -> list[int]:
+    """Pids of processes whose executable's base name is ``name`` (like ``pgrep -x``)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == name[:15]:
+                out.append(int(entry.name))
+    return sorted(out)
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -362,9 +374,7 @@ def percentile(histogram: Mapping[int, int], p: float) -> float:
 
 def _first_line(args: Sequence[str]) -> str:
     try:
-        proc = subprocess.run(
-            list(args), capture_output=True, text=True, timeout=10, check=False
-        )
+        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unavailable ({exc})"
     text = (proc.stdout + proc.stderr).strip()

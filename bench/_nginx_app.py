@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
     workdir = Path(argv[0])
     conf = write_config(workdir, int(port_text))
     args = command(workdir, conf)
-    os.execv(args[0], args)  # noqa: S606 - replaces this process with nginx
+    os.execv(args[0], args)  # replaces this process with nginx
 
 
 if __name__ == "__main__":

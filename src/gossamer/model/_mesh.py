@@ -238,8 +238,9 @@ class MeshState:
 
     config: MeshConfig
     instances: tuple[Instance, ...]
-    draining: frozenset[str] = frozenset()
-    """Instances being stopped: kept running, removed from every caller's endpoints."""
+    not_serving: frozenset[str] = frozenset()
+    """Instances that get no traffic: starting (app not ready yet) or stopping (draining).
+    They keep their own sidecar config; they are absent from every caller's endpoints."""
 
     def instance(self, name: str) -> Instance | None:
         return next((i for i in self.instances if i.name == name), None)

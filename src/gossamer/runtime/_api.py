@@ -26,7 +26,7 @@ def make_app(mesh: LocalMesh) -> web.Application:
         )
 
     async def healthz(_request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        return web.json_response({"ok": True})
 
     app = web.Application()
     app.add_routes(

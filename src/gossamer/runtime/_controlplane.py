@@ -63,8 +63,12 @@ class ControlPlane:
             if errors(problems):
                 return problems
         instances = place(config, self.state, self._allocate)
-        draining = self.state.draining if self.state else frozenset()
-        state = MeshState(config, instances, draining & {i.name for i in instances})
+        # New instances get traffic only once their app is ready (``set_serving``).
+        known = {i.name for i in self.state.instances} if self.state else set()
+        previous = self.state.not_serving if self.state else frozenset()
+        names_now = {i.name for i in instances}
+        not_serving = (previous & names_now) | (names_now - known)
+        state = MeshState(config, instances, frozenset(not_serving))
         try:
             snapshots = {i.name: translate(state, i.name) for i in instances}
         except InconsistentSnapshot as exc:
@@ -86,14 +90,22 @@ class ControlPlane:
         self.revision = Revision(self.revision.number + 1, time.time(), proposal.warnings)
         return changed
 
-    def set_draining(self, instance_names: set[str]) -> None:
-        """Remove instances from every caller's endpoints (they keep their own config)."""
+    def set_serving(self, instance: str, serving: bool) -> list[str]:
+        """Add an instance to, or remove it from, every caller's endpoints.
+
+        Returns the proxies whose config changed (callers of its services)."""
         if self.state is None:
-            return
-        state = dataclasses.replace(self.state, draining=frozenset(instance_names))
+            return []
+        current = set(self.state.not_serving)
+        if serving:
+            current.discard(instance)
+        else:
+            current.add(instance)
+        if frozenset(current) == self.state.not_serving:
+            return []
+        state = dataclasses.replace(self.state, not_serving=frozenset(current))
         self.state = state
-        for inst in state.instances:
-            self.cache.set(inst.name, translate(state, inst.name))
+        return [i.name for i in state.instances if self.cache.set(i.name, translate(state, i.name))]
 
     async def wait_synced(self, node_id: str, timeout_s: float) -> bool:
         """Whether the proxy applies its current snapshot within ``timeout_s``."""

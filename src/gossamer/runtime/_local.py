@@ -131,6 +131,8 @@ class LocalMesh:
         except StartupFailed:
             await self.stop()
             raise
+        if not await self.wait_all_synced(self.options.config_timeout_s):
+            log.warning("not every proxy applied the latest config yet; see `gossamer status`")
 
     async def reload(self) -> bool:
         """Apply the files as they are now. A rejected change leaves the mesh untouched."""
@@ -172,6 +174,8 @@ class LocalMesh:
         # Removed instances are already out of every caller's endpoints (published above).
         stops = [self._stop_later(r) for r in to_stop]
         for runner in to_restart:
+            self.control.set_serving(runner.instance.name, False)
+            await asyncio.sleep(DRAIN_PROPAGATION_S)
             await runner.stop()
             del self.runners[runner.instance.name]
             to_start.append(wanted[runner.instance.name])
@@ -206,7 +210,15 @@ class LocalMesh:
             self.note("start-failed", str(exc), instance=instance.name)
             log.error("%s", exc)
             return Problem.at(workload.origin, "GSM0203", str(exc), field="spec.command")
+        self.control.set_serving(instance.name, True)
         return None
+
+    async def wait_all_synced(self, timeout_s: float) -> bool:
+        """Whether every proxy applied its current config within ``timeout_s``."""
+        results = await asyncio.gather(
+            *(self.control.wait_synced(name, timeout_s) for name in self.runners)
+        )
+        return all(results)
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from gossamer.runtime._api import serve
 from gossamer.runtime._local import LocalMesh, LocalOptions, StartupFailed
-from gossamer.sidecar import EnvoyNotFound, envoy_path
+from gossamer.sidecar import EnvoyNotFound, envoy_path, raise_fd_limit
 from gossamer.xds import XdsServer
 
 log = logging.getLogger("gossamer.up")
@@ -48,6 +48,7 @@ async def run_up(options: LocalOptions, out: TextIO = sys.stdout) -> int:
     except EnvoyNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    raise_fd_limit()
     mesh = LocalMesh(options)
     port_problems = mesh.check_ports()
     if port_problems:

@@ -2,10 +2,17 @@
 
 from gossamer.sidecar._bootstrap import XdsApi, bootstrap
 from gossamer.sidecar._envoy import EnvoyNotFound, envoy_command, envoy_path
-from gossamer.sidecar._instance import ConfigTimeout, InstanceRunner, app_environment
+from gossamer.sidecar._instance import (
+    AppNotReady,
+    ConfigTimeout,
+    InstanceRunner,
+    app_environment,
+    raise_fd_limit,
+)
 from gossamer.sidecar._process import ManagedProcess, StartError
 
 __all__ = [
+    "AppNotReady",
     "ConfigTimeout",
     "EnvoyNotFound",
     "InstanceRunner",
@@ -16,4 +23,5 @@ __all__ = [
     "bootstrap",
     "envoy_command",
     "envoy_path",
+    "raise_fd_limit",
 ]

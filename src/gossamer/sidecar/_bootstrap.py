@@ -19,7 +19,10 @@ def bootstrap(
     xds_port: int,
     zone: str = "",
     api: XdsApi = "sotw",
+    max_downstream_connections: int = 10_000,
 ) -> dict[str, Any]:
+    """``max_downstream_connections`` must fit the process's file-descriptor limit: Envoy
+    does not raise RLIMIT_NOFILE, and at the limit every request fails."""
     node: dict[str, Any] = {"id": node_id, "cluster": cluster}
     if zone:
         node["locality"] = {"zone": zone}
@@ -38,6 +41,18 @@ def bootstrap(
             },
             "cds_config": ads,
             "lds_config": ads,
+        },
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.resource_monitors."
+                        "downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": max_downstream_connections,
+                    },
+                }
+            ]
         },
         "static_resources": {
             "clusters": [

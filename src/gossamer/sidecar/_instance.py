@@ -7,8 +7,10 @@ while the sidecar still carries its outbound calls; then Envoy.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import resource
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,8 +24,28 @@ WaitSynced = Callable[[str, float], Awaitable[bool]]
 """(node id, timeout in seconds) -> whether the proxy applied its config in time."""
 
 
+class AppNotReady(RuntimeError):
+    """The app exited, or never listened on its port, after it was started."""
+
+
 class ConfigTimeout(RuntimeError):
     """The sidecar did not receive and apply its config in time; the app was not started."""
+
+
+def downstream_connection_budget() -> int:
+    """Two descriptors per proxied connection, plus headroom for Envoy itself."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 100_000
+    return max(64, (soft - 64) // 2)
+
+
+def raise_fd_limit() -> int:
+    """Raise our soft descriptor limit to the hard one; children (Envoy) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 def env_key(name: str) -> str:
@@ -97,6 +119,7 @@ class InstanceRunner:
                     xds_port=xds_port,
                     zone=workload.zone,
                     api=xds_api,
+                    max_downstream_connections=downstream_connection_budget(),
                 ),
                 indent=2,
             )
@@ -133,11 +156,37 @@ class InstanceRunner:
             )
         try:
             await self.app.start()
+            await self._wait_app_listening()
         except Exception:
+            await self.app.stop(1.0)
             await self.envoy.stop()
             self.state = "failed"
             raise
         self.state = "running"
+
+    async def _wait_app_listening(self) -> None:
+        """The app is ready once every port it serves accepts connections."""
+        deadline = asyncio.get_running_loop().time() + self._config_timeout
+        pending = [port for _service_port, port in self.instance.app_ports]
+        while pending:
+            if not self.app.running:
+                raise AppNotReady(
+                    f"{self.instance.name}: the app exited with code {self.app.last_exit} "
+                    f"before listening on port {pending[0]} (see {self.app.log_path})"
+                )
+            try:
+                _reader, writer = await asyncio.open_connection("127.0.0.1", pending[0])
+            except OSError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AppNotReady(
+                        f"{self.instance.name}: the app did not listen on $PORT "
+                        f"({pending[0]}) within {self._config_timeout:.0f}s "
+                        f"(see {self.app.log_path})"
+                    ) from None
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            pending.pop(0)
 
     async def stop(self, app_grace_s: float = 5.0) -> None:
         self.state = "stopping"

@@ -121,7 +121,7 @@ def _load_assignment(name: str, state: MeshState, svc: Service, port: Port) -> d
             continue
         for inst in state.instances_of(workload_name):
             inbound = inst.inbound_port(port.port)
-            if inbound is None or inst.name in state.draining:
+            if inbound is None or inst.name in state.not_serving:
                 continue
             by_zone.setdefault(workload.zone, []).append(
                 {"endpoint": {"address": _address(inst.address, inbound)}}

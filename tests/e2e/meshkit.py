@@ -1,0 +1,214 @@
+"""End-to-end helpers: a real `gossamer up` process, real Envoys, real apps on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop" / "shop.py"
+_next_first_port = [21000]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def workload(
+    name: str,
+    *,
+    services: list[str] | None = None,
+    version: str = "",
+    replicas: int = 1,
+    port: int | None = 80,
+    command: list[str] | None = None,
+) -> str:
+    """One Workload document running the shop app (or ``command``)."""
+    spec: dict[str, Any] = {"replicas": replicas}
+    if services is not None:
+        spec["services"] = services
+    if version:
+        spec["version"] = version
+    if port is not None:
+        spec["ports"] = [{"port": port, "protocol": "http"}]
+    spec["command"] = command or [sys.executable, str(SHOP), "--name", name]
+    return json.dumps(
+        {
+            "apiVersion": "gossamer.dev/v1alpha1",
+            "kind": "Workload",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+
+
+def split_route(name: str, parent: str, weights: dict[str, int]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name},
+            "spec": {
+                "parentRefs": [{"kind": "Service", "name": parent, "port": 80}],
+                "rules": [
+                    {
+                        "backendRefs": [
+                            {"name": b, "port": 80, "weight": w} for b, w in weights.items()
+                        ],
+                        "timeouts": {"request": "5s"},
+                    }
+                ],
+            },
+        }
+    )
+
+
+def canary_mesh(weights: dict[str, int]) -> str:
+    """client (no ports) -> orders, split between orders-v1 and orders-v2."""
+    docs = [
+        workload("client", port=None, command=["sleep", "100000"]),
+        workload("orders-v1", services=["orders", "orders-v1"], version="v1", replicas=2),
+        workload("orders-v2", services=["orders", "orders-v2"], version="v2"),
+        split_route("orders-split", "orders", weights),
+    ]
+    return "\n---\n".join(docs) + "\n"
+
+
+@dataclass
+class Mesh:
+    dir: Path
+    proc: subprocess.Popen[str]
+    api: str
+    state_dir: Path
+    log: Path
+    pids_seen: set[int] = field(default_factory=set)
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "mesh.yaml"
+
+    def status(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.api + "/api/v1/status", timeout=10) as r:
+            data: dict[str, Any] = json.loads(r.read())
+        for inst in data["instances"]:
+            self.pids_seen.update(p for p in (inst["envoy_pid"], inst["app_pid"]) if p)
+        return data
+
+    def instance(self, name: str) -> dict[str, Any]:
+        return next(i for i in self.status()["instances"] if i["name"] == name)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gossamer", *args, "--api", self.api],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def wait_for(self, predicate: Any, timeout: float = 20.0, what: str = "") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate(self.status())
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what or predicate}; log:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text()[-5000:] if self.log.exists() else ""
+
+    def edit(self, text: str) -> int:
+        """Rewrite the config; returns the revision it was at before."""
+        revision = int(self.status()["revision"])
+        self.config.write_text(text)
+        return revision
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def get_via(
+    proxy_port: int, url: str, headers: dict[str, str] | None = None, timeout: float = 10
+) -> tuple[int, dict[str, Any] | str]:
+    """A request as an app makes it: through its sidecar's HTTP proxy."""
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{proxy_port}"})
+    )
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with opener.open(req, timeout=timeout) as r:
+            body = r.read().decode()
+            status = r.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read().decode(), exc.code
+    with contextlib.suppress(ValueError):
+        return status, json.loads(body)
+    return status, body
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    return False
+
+
+def start_mesh(tmp_path: Path, text: str, *extra: str) -> Mesh:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "mesh.yaml").write_text(text)
+    api_port, xds_port = free_port(), free_port()
+    first = _next_first_port[0]
+    _next_first_port[0] += 200
+    log = tmp_path / "up.log"
+    state_dir = tmp_path / "state"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gossamer",
+                "up",
+                str(tmp_path / "mesh.yaml"),
+                "--state-dir",
+                str(state_dir),
+                "--api-port",
+                str(api_port),
+                "--xds-port",
+                str(xds_port),
+                "--first-port",
+                str(first),
+                *extra,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp_path,
+        )
+    mesh = Mesh(tmp_path, proc, f"http://127.0.0.1:{api_port}", state_dir, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gossamer up exited {proc.returncode}:\n{mesh.output()}")
+        if "running; watching" in mesh.output():
+            mesh.status()
+            return mesh
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"gossamer up did not start in 60s:\n{mesh.output()}")
