@@ -223,7 +223,10 @@ def test_route_defaults_match_every_path_with_weight_one() -> None:
 
 def test_sources_are_combined_and_each_resource_remembers_its_file() -> None:
     config, problems = load_config(
-        [Source("b.yaml", workload("beta")), Source("a.yaml", join(workload("zeta"), workload("alpha")))]
+        [
+            Source("b.yaml", workload("beta")),
+            Source("a.yaml", join(workload("zeta"), workload("alpha"))),
+        ]
     )
     assert problems == []
     assert config is not None
@@ -327,7 +330,9 @@ def test_non_mapping_document(text: str, type_name: str) -> None:
     assert problem.hint == f"the document starts at {FILE}:{start}"
 
 
-@pytest.mark.parametrize(("kind", "suggestion"), [("Workoad", "Workload"), ("HTTPRoutes", "HTTPRoute")])
+@pytest.mark.parametrize(
+    ("kind", "suggestion"), [("Workoad", "Workload"), ("HTTPRoutes", "HTTPRoute")]
+)
 def test_unknown_kind_suggests_the_closest(kind: str, suggestion: str) -> None:
     problem = only_problem(workload("web").replace("kind: Workload", f"kind: {kind}"))
 
@@ -409,7 +414,9 @@ def test_missing_required_field_in_a_list_item() -> None:
     assert problem.message == "this field is required"
 
 
-@pytest.mark.parametrize(("port", "bound"), [(0, "greater than or equal to 1"), (70000, "less than")])
+@pytest.mark.parametrize(
+    ("port", "bound"), [(0, "greater than or equal to 1"), (70000, "less than")]
+)
 def test_invalid_workload_port(port: int, bound: str) -> None:
     problem = only_problem(workload("web", ports=f"[{{port: 80}}, {{port: {port}}}]"))
     assert problem.code == "GSM0005"
@@ -457,7 +464,9 @@ def test_invalid_duration() -> None:
 
 def test_path_without_leading_slash() -> None:
     problem = only_problem(
-        route_to("[{name: orders-v1, port: 80}]", matches="[{path: {value: /ok}}, {path: {value: api}}]")
+        route_to(
+            "[{name: orders-v1, port: 80}]", matches="[{path: {value: /ok}}, {path: {value: api}}]"
+        )
     )
     assert problem.resource == "HTTPRoute/split"
     assert problem.field == "spec.rules[0].matches[1].path.value"
@@ -468,8 +477,8 @@ def test_duplicate_port_in_a_workload() -> None:
     problem = only_problem(workload("web", ports="[{port: 80}, {port: 80, protocol: tcp}]"))
     assert problem.code == "GSM0005"
     assert problem.resource == "Workload/web"
-    assert problem.field == "spec"
-    assert problem.message == "port 80 is listed twice in spec.ports"
+    assert problem.field == "spec.ports"
+    assert problem.message == "port 80 is listed twice (entries 0 and 1)"
 
 
 def test_literal_error_names_the_allowed_values() -> None:
@@ -608,6 +617,22 @@ def test_backend_request_longer_than_request() -> None:
     assert problem.field == "spec.rules[0].timeouts.backendRequest"
     assert "10000 ms" in problem.message
     assert "5000 ms" in problem.message
+
+
+def test_backend_request_longer_than_the_default_request_timeout() -> None:
+    problem = only_problem(
+        route_to("[{name: orders-v1, port: 80}]", timeouts="{backendRequest: 20s}")
+    )
+    assert problem.code == "GSM0107"
+    assert "mesh default request timeout (15000 ms)" in problem.message
+    assert "set timeouts.request explicitly" in problem.hint
+
+
+def test_duplicate_yaml_key_is_an_error_not_last_one_wins() -> None:
+    problem = only_problem(workload("web", extra="replicas: 2\nreplicas: 5"))
+    assert problem.code == "GSM0001"
+    assert "duplicate key `replicas`" in problem.message
+    assert "line 9" in problem.message
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,9 @@ from gossamer.model import (
 )
 
 
-def wl(name: str, *ports: Port, replicas: int = 1, services: tuple[str, ...] | None = None):
+def wl(
+    name: str, *ports: Port, replicas: int = 1, services: tuple[str, ...] | None = None
+) -> Workload:
     return Workload(
         name=name,
         services=services if services is not None else ((name,) if ports else ()),

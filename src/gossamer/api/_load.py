@@ -77,8 +77,26 @@ def load_config(
     return config, problems
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys: the second `replicas:` must not win silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key `{key}`",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _load_source(source: Source, out: Loaded) -> None:
-    loader = yaml.SafeLoader(source.text)
+    loader = _StrictLoader(source.text)
     doc_index = 0
     try:
         while True:

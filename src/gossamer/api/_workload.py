@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from gossamer.api._common import Metadata, Name, Strict
 from gossamer.model import Origin, Port, Protocol, Workload
@@ -29,14 +29,15 @@ class WorkloadSpec(Strict):
     env: dict[str, str] = Field(default_factory=dict)
     workingDir: str | None = None
 
-    @model_validator(mode="after")
-    def _unique_ports(self) -> WorkloadSpec:
-        seen: set[int] = set()
-        for p in self.ports:
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, ports: list[PortSpec]) -> list[PortSpec]:
+        seen: dict[int, int] = {}
+        for i, p in enumerate(ports):
             if p.port in seen:
-                raise ValueError(f"port {p.port} is listed twice in spec.ports")
-            seen.add(p.port)
-        return self
+                raise ValueError(f"port {p.port} is listed twice (entries {seen[p.port]} and {i})")
+            seen[p.port] = i
+        return ports
 
 
 class WorkloadDoc(Strict):

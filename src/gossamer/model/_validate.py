@@ -186,15 +186,19 @@ def _check_routes(config: MeshConfig, services: dict[str, Service]) -> list[Prob
                     )
                 )
             t = rule.timeouts
-            if t.request_ms and t.backend_request_ms and t.backend_request_ms > t.request_ms:
+            default = t.request_ms is None
+            request_ms = config.settings.default_request_timeout_ms if default else t.request_ms
+            if request_ms and t.backend_request_ms and t.backend_request_ms > request_ms:
+                which = "the mesh default request timeout" if default else "timeouts.request"
                 problems.append(
                     Problem.at(
                         o,
                         "GSM0107",
                         f"timeouts.backendRequest ({t.backend_request_ms} ms) is longer than "
-                        f"timeouts.request ({t.request_ms} ms)",
+                        f"{which} ({request_ms} ms)",
                         field=f"spec.rules[{r}].timeouts.backendRequest",
-                        hint="Gateway API requires backendRequest <= request",
+                        hint="Gateway API requires backendRequest <= request; set "
+                        "timeouts.request explicitly",
                     )
                 )
     return problems

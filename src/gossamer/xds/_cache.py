@@ -61,6 +61,8 @@ class TypeStatus:
     error: str = ""
     rejected_resources: tuple[str, ...] = ()
     nacks: int = 0
+    sends: int = 0
+    acked_at: float = 0.0
 
     def state(self, desired: str) -> str:
         """SYNCED, STALE (sent or pending, not yet applied) or NACKED."""
@@ -122,13 +124,19 @@ class StatusBook:
             ts = status.types.setdefault(r.type_url, TypeStatus())
             if r.event is Event.SENT:
                 ts.sent_version = r.version
+                ts.sends += 1
             elif r.event is Event.ACK:
+                if ts.acked_version != r.version:
+                    ts.acked_at = self._clock()
                 ts.acked_version = r.version
-                if ts.nacked_version == r.version:
+                if ts.nacked_version:
                     ts.nacked_version, ts.error, ts.rejected_resources = "", "", ()
             else:
                 ts.nacked_version, ts.error = r.version, r.error
-                ts.rejected_resources = r.resource_names
+                # Envoy names the resources it rejected in its message; a state-of-the-world
+                # response carries every resource of the type, so narrow it down.
+                named = tuple(n for n in r.resource_names if n in r.error)
+                ts.rejected_resources = named or r.resource_names
                 ts.nacks += 1
         self._notify(node_id)
 
@@ -159,6 +167,8 @@ class StatusBook:
                 "state": ts.state(desired) if status.connected else "DISCONNECTED",
                 "desired_version": desired,
                 "acked_version": ts.acked_version,
+                "acked_at": ts.acked_at,
+                "sends": ts.sends,
             }
             if ts.error:
                 entry["error"] = ts.error

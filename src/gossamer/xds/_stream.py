@@ -134,7 +134,8 @@ class SotwStream(_Base):
                 continue
             version = snapshot.versions[type_url]
             if st.sent_version is None and version == st.known_version and st.names is None:
-                st.sent_version = version  # the proxy already has exactly this
+                st.sent_version = version  # the proxy already has exactly this (reconnect)
+                self.reports.append(Report(Event.ACK, type_url, version))
                 continue
             if version == st.sent_version and st.names == st.sent_names and not forced:
                 continue
@@ -226,7 +227,8 @@ class DeltaStream(_Base):
             )
             removed = tuple(sorted(n for n in st.sent if n not in desired))
             if not changed and not removed and st.answered:
-                if not st.inflight:  # nothing the proxy subscribes to differs: it is current
+                current = all(st.sent.get(n) == r.version for n, r in desired.items())
+                if current and not st.inflight:  # the proxy has exactly what it subscribes to
                     version = snapshot.versions[type_url]
                     self.reports.append(Report(Event.ACK, type_url, version))
                 continue
