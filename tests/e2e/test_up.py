@@ -113,6 +113,19 @@ def test_bad_edit_is_rejected_and_traffic_keeps_flowing(mesh_factory: Any) -> No
         lambda s: s["rejected"] and s["rejected"]["problems"][0]["code"] == "GSM0104",
         what="unknown backend rejection",
     )
+    # So is a new workload whose command cannot run: nothing is started or stopped.
+    pids = {i["name"]: (i["envoy_pid"], i["app_pid"]) for i in mesh.status()["instances"]}
+    broken = workload("audit", command=["no-such-audit-binary"])
+    mesh.config.write_text(canary_mesh({"orders-v1": 0, "orders-v2": 100}) + "---\n" + broken)
+    rejected = mesh.wait_for(
+        lambda s: (
+            (s["rejected"] or {"problems": [{}]})["problems"][0].get("code") == "GSM0202"
+            and s["rejected"]
+        ),
+        what="command preflight rejection",
+    )
+    assert rejected["problems"][0]["resource"] == "Workload/audit"
+    assert {i["name"]: (i["envoy_pid"], i["app_pid"]) for i in mesh.status()["instances"]} == pids
     mesh.config.write_text(canary_mesh({"orders-v1": 100, "orders-v2": 0}))
     _wait_revision(mesh, revision)
     assert mesh.status()["rejected"] is None
