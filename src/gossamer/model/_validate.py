@@ -21,6 +21,10 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
     return ""
 
 
+def _ports_hint(svc: Service) -> str:
+    return f"ports of `{svc.name}`: " + ", ".join(str(p.port) for p in svc.ports)
+
+
 def validate(config: MeshConfig) -> list[Problem]:
     """Every problem in ``config``; an empty list means it can be applied."""
     problems: list[Problem] = []
@@ -122,9 +126,7 @@ def _check_routes(config: MeshConfig, services: dict[str, Service]) -> list[Prob
                             "GSM0102",
                             f"service `{svc.name}` has no port {parent.port}",
                             field=f"{field}.port",
-                            hint="ports of `{}`: {}".format(
-                                svc.name, ", ".join(str(p.port) for p in svc.ports)
-                            ),
+                            hint=_ports_hint(svc),
                         )
                     )
                 elif not port.protocol.is_http:
@@ -169,9 +171,7 @@ def _check_routes(config: MeshConfig, services: dict[str, Service]) -> list[Prob
                             "GSM0105",
                             f"backend service `{svc.name}` has no port {backend.port}",
                             field=f"{field}.port",
-                            hint="ports of `{}`: {}".format(
-                                svc.name, ", ".join(str(p.port) for p in svc.ports)
-                            ),
+                            hint=_ports_hint(svc),
                         )
                     )
             if rule.backends and all(b.weight == 0 for b in rule.backends):

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from gossamer.runtime._api import serve
 from gossamer.runtime._local import LocalMesh, LocalOptions, StartupFailed
@@ -76,11 +76,12 @@ async def run_up(options: LocalOptions, out: TextIO = sys.stdout) -> int:
                 print(p, file=sys.stderr)
             return 1
         mesh.write_state_file()
-        print(instance_table(mesh.status()), file=out)
+        status = mesh.status()
+        print(instance_table(status), file=out)
+        print(_where_to_look(status, options), file=out)
         print(
             f"gossamer: revision {mesh.control.revision.number} running; watching "
-            f"{options.config_path} for changes. Logs: {options.state_dir / 'logs'}. "
-            "Ctrl-C stops everything.",
+            f"{options.config_path} for changes. Ctrl-C stops everything.",
             file=out,
             flush=True,
         )
@@ -102,6 +103,27 @@ async def run_up(options: LocalOptions, out: TextIO = sys.stdout) -> int:
         mesh.remove_state_file()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _where_to_look(status: dict[str, Any], options: LocalOptions) -> str:
+    lines = [
+        f"  status:  gossamer status        (admin API http://{options.host}:{options.api_port})",
+        f"  logs:    {options.state_dir / 'logs'}/<instance>.log (app), <instance>.envoy.log",
+    ]
+    instances = status["instances"]
+    hosts = [
+        s["name"] if p["port"] == 80 else f"{s['name']}:{p['port']}"
+        for s in status["services"]
+        for p in s["ports"]
+        if p["protocol"] != "tcp"
+    ]
+    if instances and hosts:
+        proxy = instances[0]["outbound_http_port"]
+        lines.append(
+            f"  call:    curl -x http://127.0.0.1:{proxy} http://{hosts[0]}/   "
+            f"(through {instances[0]['name']}'s sidecar)"
+        )
+    return "\n".join(lines)
 
 
 async def _refresh_pids(mesh: LocalMesh) -> None:

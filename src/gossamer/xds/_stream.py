@@ -79,6 +79,16 @@ class _Base:
         out, self.reports = self.reports, []
         return out
 
+    def on_snapshot(self, snapshot: Snapshot) -> list[Response]:
+        """The proxy's snapshot changed: what every subscribed type needs now."""
+        return self._push(snapshot, list(self._subscribed()))
+
+    def _subscribed(self) -> list[str]:
+        raise NotImplementedError
+
+    def _push(self, snapshot: Snapshot, type_urls: list[str]) -> list[Response]:
+        raise NotImplementedError
+
 
 @dataclass(slots=True)
 class _SotwType:
@@ -121,8 +131,8 @@ class SotwStream(_Base):
             return []
         return self._push(snapshot, [req.type_url])
 
-    def on_snapshot(self, snapshot: Snapshot) -> list[Response]:
-        return self._push(snapshot, list(self._types))
+    def _subscribed(self) -> list[str]:
+        return list(self._types)
 
     def _push(self, snapshot: Snapshot, type_urls: list[str]) -> list[Response]:
         out = []
@@ -206,8 +216,8 @@ class DeltaStream(_Base):
             return []
         return self._push(snapshot, [req.type_url])
 
-    def on_snapshot(self, snapshot: Snapshot) -> list[Response]:
-        return self._push(snapshot, list(self._types))
+    def _subscribed(self) -> list[str]:
+        return list(self._types)
 
     def _push(self, snapshot: Snapshot, type_urls: list[str]) -> list[Response]:
         out = []
