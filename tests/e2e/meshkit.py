@@ -116,8 +116,8 @@ class Mesh:
             timeout=60,
         )
 
-    def wait_for(self, predicate: Any, timeout: float = 20.0, what: str = "") -> Any:
-        deadline = time.monotonic() + timeout
+    def wait_for(self, predicate: Any, within_s: float = 20.0, what: str = "") -> Any:
+        deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             value = predicate(self.status())
             if value:

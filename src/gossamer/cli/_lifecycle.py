@@ -76,8 +76,20 @@ def status(args: argparse.Namespace) -> int:
 
 
 def down(args: argparse.Namespace) -> int:
-    base = api_base(args.state_dir, args.api)
     state_file = Path(args.state_dir) / "up.json"
+    if (
+        args.api is None
+        and not state_file.exists()
+        and not (Path(args.state_dir) / "pids").exists()
+    ):
+        # Never guess which mesh to stop.
+        print(
+            f"error: no running mesh recorded in {args.state_dir}/; run `down` where `up` runs, "
+            "or pass --state-dir DIR or --api URL",
+            file=sys.stderr,
+        )
+        return 3
+    base = api_base(args.state_dir, args.api)
     try:
         call(base, "/api/v1/shutdown", method="POST")
     except NotRunning as exc:

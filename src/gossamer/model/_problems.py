@@ -72,7 +72,9 @@ class Problem:
         return where
 
     def __str__(self) -> str:
-        text = f"{self.severity.value} {self.code}: {self.location()}: {self.message}"
+        where = self.location()
+        text = f"{self.severity.value} {self.code}: " + (f"{where}: " if where else "")
+        text += self.message
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text

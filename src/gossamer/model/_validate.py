@@ -56,21 +56,6 @@ def _check_duplicates(config: MeshConfig) -> list[Problem]:
                 )
             else:
                 seen[key] = str(origin) if origin else "another document"
-    instance_names: dict[str, str] = {}
-    for w in config.workloads:
-        for inst in w.instance_names():
-            other = instance_names.get(inst)
-            if other and other != w.name:
-                problems.append(
-                    Problem.at(
-                        w.origin,
-                        "GSM0021",
-                        f"instance name `{inst}` collides with an instance of workload `{other}`",
-                        field="metadata.name",
-                        hint="avoid names that end in -<number> when such a workload exists",
-                    )
-                )
-            instance_names[inst] = w.name
     return problems
 
 

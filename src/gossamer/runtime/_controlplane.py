@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gossamer.api import Source, load_config
-from gossamer.model import MeshConfig, MeshState, Problem, errors, place
+from gossamer.model import MeshConfig, MeshState, Origin, Problem, errors, place
+from gossamer.runtime._ports import PortsExhausted
 from gossamer.translate import InconsistentSnapshot, Snapshot, names, translate
 from gossamer.xds import SnapshotCache, StatusBook
 
@@ -62,7 +63,10 @@ class ControlPlane:
             problems += self._preflight(config)
             if errors(problems):
                 return problems
-        instances = place(config, self.state, self._allocate)
+        try:
+            instances = place(config, self.state, self._allocate)
+        except PortsExhausted as exc:
+            return [Problem("GSM0205", str(exc), hint="free some ports or pass --first-port")]
         # New instances get traffic only once their app is ready (``set_serving``).
         known = {i.name for i in self.state.instances} if self.state else set()
         previous = self.state.not_serving if self.state else frozenset()
@@ -76,6 +80,17 @@ class ControlPlane:
                 Problem("GSM0900", f"internal translation error: {exc}", hint="please report this")
             ]
         return Proposal(state, snapshots, tuple(problems))
+
+    def unchanged(self, proposal: Proposal) -> bool:
+        """Whether applying ``proposal`` would change nothing, not even where things came from."""
+        if self.state is None:
+            return False
+        old, new = self.state.config, proposal.state.config
+
+        def origins(c: MeshConfig) -> list[Origin | None]:
+            return [w.origin for w in c.workloads] + [r.origin for r in c.routes]
+
+        return old == new and origins(old) == origins(new)
 
     def reject(self, problems: list[Problem]) -> None:
         self.rejection = Rejection(time.time(), tuple(problems))
@@ -94,7 +109,7 @@ class ControlPlane:
         """Add an instance to, or remove it from, every caller's endpoints.
 
         Returns the proxies whose config changed (callers of its services)."""
-        if self.state is None:
+        if self.state is None or self.state.instance(instance) is None:
             return []
         current = set(self.state.not_serving)
         if serving:

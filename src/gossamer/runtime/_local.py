@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,8 @@ from pathlib import Path
 from gossamer.model import Instance, MeshConfig, MeshState, Problem, Workload
 from gossamer.runtime._controlplane import ControlPlane, Proposal
 from gossamer.runtime._ports import PortAllocator, port_free
-from gossamer.sidecar import InstanceRunner, StartError, XdsApi
-from gossamer.sources import ConfigPathError, read_sources, watch
+from gossamer.sidecar import InstanceRunner, StartError, XdsApi, app_path
+from gossamer.sources import load_sources, watch
 
 log = logging.getLogger("gossamer.up")
 
@@ -65,7 +64,7 @@ def preflight(config: MeshConfig) -> list[Problem]:
             )
             continue
         program = w.command[0]
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        path = app_path(w, os.environ)
         found = (
             (cwd / program).exists() and os.access(cwd / program, os.X_OK)
             if "/" in program
@@ -106,18 +105,9 @@ class LocalMesh:
     # -- applying config ------------------------------------------------------------------
 
     def load(self) -> Proposal | list[Problem]:
-        try:
-            sources = read_sources(self.options.config_path)
-        except (ConfigPathError, OSError, UnicodeDecodeError) as exc:
-            return [Problem("GSM0010", str(exc), hint="check the path given to `gossamer up`")]
-        if not sources:
-            return [
-                Problem(
-                    "GSM0011",
-                    f"no *.yaml or *.yml files under {self.options.config_path}",
-                    hint="point `gossamer up` at a mesh file or a directory of them",
-                )
-            ]
+        sources, problems = load_sources(self.options.config_path)
+        if problems:
+            return problems
         return self.control.propose(sources)
 
     async def start(self) -> None:
@@ -145,6 +135,10 @@ class LocalMesh:
                     log.error("%s", p)
                 log.error("the mesh keeps running on revision %d", self.control.revision.number)
                 return False
+            if self.control.unchanged(proposal):
+                log.info("no change: the mesh stays on revision %d", self.control.revision.number)
+                self.control.rejection = None
+                return True
             previous = self.control.state
             changed = self.control.publish(proposal)
             log.info(
@@ -171,23 +165,30 @@ class LocalMesh:
         to_start = [i for n, i in wanted.items() if n not in self.runners]
         for runner in to_stop:
             del self.runners[runner.instance.name]
-        # Removed instances are already out of every caller's endpoints (published above).
-        stops = [self._stop_later(r) for r in to_stop]
+        # Removed instances are already out of every caller's endpoints (published above);
+        # they keep running for the drain period.
+        stops = [r.stop(drain_s=DRAIN_PROPAGATION_S) for r in to_stop]
+        starts = [self._start_instance(i, state) for i in to_start]
+        by_workload: dict[str, list[InstanceRunner]] = {}
         for runner in to_restart:
-            self.control.set_serving(runner.instance.name, False)
-            await asyncio.sleep(DRAIN_PROPAGATION_S)
-            await runner.stop()
-            del self.runners[runner.instance.name]
-            to_start.append(wanted[runner.instance.name])
-        failures = await asyncio.gather(*(self._start_instance(i, state) for i in to_start))
-        problems = [p for p in failures if p is not None]
-        await asyncio.gather(*stops)
+            by_workload.setdefault(runner.instance.workload, []).append(runner)
+        rolling = [self._roll(runners, wanted, state) for runners in by_workload.values()]
+        results = await asyncio.gather(*starts, *rolling, *stops)
+        problems = [p for p in results[: len(starts) + len(rolling)] if isinstance(p, Problem)]
         if problems and initial:
             raise StartupFailed(problems)
 
-    async def _stop_later(self, runner: InstanceRunner) -> None:
-        await asyncio.sleep(DRAIN_PROPAGATION_S)
-        await runner.stop()
+    async def _roll(
+        self, runners: list[InstanceRunner], wanted: dict[str, Instance], state: MeshState
+    ) -> Problem | None:
+        """Restart a workload's changed instances one at a time, so it always serves."""
+        for runner in runners:
+            await runner.stop(drain_s=DRAIN_PROPAGATION_S)
+            del self.runners[runner.instance.name]
+            problem = await self._start_instance(wanted[runner.instance.name], state)
+            if problem is not None:
+                return problem
+        return None
 
     async def _start_instance(self, instance: Instance, state: MeshState) -> Problem | None:
         workload = state.config.workload(instance.workload)
@@ -200,6 +201,7 @@ class LocalMesh:
             xds_port=self.options.xds_port,
             xds_api=self.options.xds_api,
             wait_synced=self.control.wait_synced,
+            set_serving=self._set_serving,
             config_timeout_s=self.options.config_timeout_s,
             base_env={**os.environ, **self.options.extra_env},
         )
@@ -210,8 +212,10 @@ class LocalMesh:
             self.note("start-failed", str(exc), instance=instance.name)
             log.error("%s", exc)
             return Problem.at(workload.origin, "GSM0203", str(exc), field="spec.command")
-        self.control.set_serving(instance.name, True)
         return None
+
+    def _set_serving(self, instance: str, serving: bool) -> None:
+        self.control.set_serving(instance, serving)
 
     async def wait_all_synced(self, timeout_s: float) -> bool:
         """Whether every proxy applied its current config within ``timeout_s``."""
@@ -230,7 +234,7 @@ class LocalMesh:
         """Stop every instance: apps first (their sidecars still carry their calls)."""
         runners = list(self.runners.values())
         self.runners.clear()
-        await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+        await asyncio.gather(*(r.stop(drain_s=None) for r in runners), return_exceptions=True)
 
     def write_state_file(self) -> None:
         self.options.state_dir.mkdir(parents=True, exist_ok=True)

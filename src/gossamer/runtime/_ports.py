@@ -19,7 +19,10 @@ class PortsExhausted(RuntimeError):
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a listener could bind ``port`` now. Like every server (Envoy, aiohttp, gRPC)
+    we set SO_REUSEADDR, so connections lingering in TIME_WAIT do not count as in use."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -29,6 +32,7 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 class PortAllocator:
     def __init__(self, first: int = DEFAULT_FIRST_PORT, last: int = DEFAULT_LAST_PORT) -> None:
+        self._first = first
         self._next = first
         self._last = last
         self._given: set[int] = set()
@@ -41,5 +45,6 @@ class PortAllocator:
                 self._given.add(port)
                 return port
         raise PortsExhausted(
-            f"no free local port left in {self._last - len(self._given)}..{self._last}"
+            f"no free local port left in {self._first}..{self._last} "
+            f"({len(self._given)} handed out to this mesh, the rest in use)"
         )

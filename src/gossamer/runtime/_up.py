@@ -62,6 +62,8 @@ async def run_up(options: LocalOptions, out: TextIO = sys.stdout) -> int:
     await xds.start(options.host, options.xds_port)
     api = await serve(mesh)
     watcher: asyncio.Task[None] | None = None
+    # Written before instances start, so `status` and `down` find a mesh that is starting.
+    mesh.write_state_file()
     try:
         print(
             f"gossamer: xDS on {options.host}:{options.xds_port} ({options.xds_api}), "
@@ -75,7 +77,6 @@ async def run_up(options: LocalOptions, out: TextIO = sys.stdout) -> int:
             for p in exc.problems:
                 print(p, file=sys.stderr)
             return 1
-        mesh.write_state_file()
         status = mesh.status()
         print(instance_table(status), file=out)
         print(_where_to_look(status, options), file=out)

@@ -7,6 +7,7 @@ from gossamer.sidecar._instance import (
     ConfigTimeout,
     InstanceRunner,
     app_environment,
+    app_path,
     raise_fd_limit,
 )
 from gossamer.sidecar._process import ManagedProcess, StartError
@@ -20,6 +21,7 @@ __all__ = [
     "StartError",
     "XdsApi",
     "app_environment",
+    "app_path",
     "bootstrap",
     "envoy_command",
     "envoy_path",

@@ -12,7 +12,7 @@ import json
 import os
 import resource
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from gossamer.model import Instance, Workload
@@ -22,6 +22,9 @@ from gossamer.sidecar._process import ManagedProcess
 
 WaitSynced = Callable[[str, float], Awaitable[bool]]
 """(node id, timeout in seconds) -> whether the proxy applied its config in time."""
+
+SetServing = Callable[[str, bool], None]
+"""(node id, serving) -> add the instance to, or remove it from, every caller's endpoints."""
 
 
 class AppNotReady(RuntimeError):
@@ -52,10 +55,23 @@ def env_key(name: str) -> str:
     return name.upper().replace("-", "_").replace(".", "_")
 
 
-def app_environment(instance: Instance, workload: Workload, base: dict[str, str]) -> dict[str, str]:
-    """What an app sees: its ports, its proxy, who it is, where TCP services are."""
+def app_path(workload: Workload, base: Mapping[str, str]) -> str:
+    """The PATH an app runs with: the workload's own if it sets one; otherwise the
+    inherited one with Gossamer's interpreter first, so ``python3`` means the same Python."""
+    explicit = dict(workload.env).get("PATH")
+    if explicit is not None:
+        return explicit
+    return os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "")])
+
+
+def app_environment(
+    instance: Instance, workload: Workload, base: Mapping[str, str]
+) -> dict[str, str]:
+    """What an app sees: its ports, its proxy, who it is, where TCP services are.
+
+    Precedence: the inherited environment, then the mesh's variables, then the workload's
+    own ``env`` (an explicit setting always wins)."""
     env = dict(base)
-    env.update(dict(workload.env))
     proxy = f"http://127.0.0.1:{instance.outbound_http_port}"
     env.update(
         {
@@ -71,20 +87,23 @@ def app_environment(instance: Instance, workload: Workload, base: dict[str, str]
             "PYTHONUNBUFFERED": "1",
         }
     )
-    # Python apps run with the interpreter Gossamer runs on, whatever PATH says.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "")])
     for i, (service_port, app_port) in enumerate(instance.app_ports):
         port = workload.port(service_port)
         if i == 0:
             env["PORT"] = str(app_port)
         if port is not None:
             env[f"GOSSAMER_PORT_{env_key(port.name)}"] = str(app_port)
+    first_port_of: set[str] = set()
     for service, service_port, local in instance.outbound_tcp_ports:
         # Kubernetes' own convention for finding a service from inside a pod.
         prefix = env_key(service)
-        env.setdefault(f"{prefix}_SERVICE_HOST", instance.address)
-        env.setdefault(f"{prefix}_SERVICE_PORT", str(local))
+        if prefix not in first_port_of:
+            first_port_of.add(prefix)
+            env[f"{prefix}_SERVICE_HOST"] = instance.address
+            env[f"{prefix}_SERVICE_PORT"] = str(local)
         env[f"{prefix}_SERVICE_PORT_{service_port}"] = str(local)
+    env.update(dict(workload.env))
+    env["PATH"] = app_path(workload, base)
     return env
 
 
@@ -99,12 +118,15 @@ class InstanceRunner:
         xds_port: int,
         xds_api: XdsApi,
         wait_synced: WaitSynced,
+        set_serving: SetServing,
         config_timeout_s: float = 30.0,
         base_env: dict[str, str] | None = None,
     ) -> None:
         self.instance = instance
         self.workload = workload
         self._wait_synced = wait_synced
+        self._set_serving = set_serving
+        self._ready_task: asyncio.Task[None] | None = None
         self._config_timeout = config_timeout_s
         logs = state_dir / "logs"
         config_path = state_dir / "envoy" / f"{instance.name}.json"
@@ -138,6 +160,8 @@ class InstanceRunner:
             env=app_environment(instance, workload, env),
             cwd=workload.working_dir or ".",
             log_path=logs / f"{instance.name}.log",
+            on_exit=self._app_exited,
+            on_restart=self._app_restarted,
         )
         self.state = "created"
 
@@ -163,6 +187,25 @@ class InstanceRunner:
             self.state = "failed"
             raise
         self.state = "running"
+        self._set_serving(self.instance.name, True)
+
+    def _app_exited(self, _proc: ManagedProcess, _code: int) -> None:
+        """A crashed app leaves callers' endpoints until it listens again."""
+        if self.state == "running":
+            self.state = "restarting"
+            self._set_serving(self.instance.name, False)
+
+    def _app_restarted(self, _proc: ManagedProcess) -> None:
+        self._ready_task = asyncio.create_task(self._serve_when_listening())
+
+    async def _serve_when_listening(self) -> None:
+        try:
+            await self._wait_app_listening()
+        except AppNotReady:
+            return  # the supervisor restarts it again; we try again then
+        if self.state == "restarting":
+            self.state = "running"
+            self._set_serving(self.instance.name, True)
 
     async def _wait_app_listening(self) -> None:
         """The app is ready once every port it serves accepts connections."""
@@ -188,8 +231,17 @@ class InstanceRunner:
             writer.close()
             pending.pop(0)
 
-    async def stop(self, app_grace_s: float = 5.0) -> None:
+    async def stop(self, drain_s: float | None = None, app_grace_s: float = 5.0) -> None:
+        """Leave callers' endpoints and wait ``drain_s`` for that to propagate (``None``:
+        no drain, as when the whole mesh stops), then stop the app, then the sidecar."""
+        if drain_s is not None:
+            serving = self.state == "running"
+            self._set_serving(self.instance.name, False)
+            if serving:
+                await asyncio.sleep(drain_s)
         self.state = "stopping"
+        if self._ready_task is not None:
+            self._ready_task.cancel()
         await self.app.stop(app_grace_s)
         await self.envoy.stop(2.0)
         self.state = "stopped"

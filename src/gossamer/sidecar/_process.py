@@ -36,6 +36,7 @@ class ManagedProcess:
         log_path: Path,
         restart: bool = True,
         on_exit: Callable[[ManagedProcess, int], None] | None = None,
+        on_restart: Callable[[ManagedProcess], None] | None = None,
     ) -> None:
         self.name = name
         self.argv = argv
@@ -44,6 +45,7 @@ class ManagedProcess:
         self.log_path = log_path
         self.restart = restart
         self.on_exit = on_exit
+        self.on_restart = on_restart
         self.restarts = 0
         self.last_exit: int | None = None
         self.last_error = ""
@@ -109,6 +111,8 @@ class ManagedProcess:
             try:
                 self._proc = await self._spawn()
                 self.restarts += 1
+                if self.on_restart is not None:
+                    self.on_restart(self)
             except StartError as exc:
                 self.last_error = str(exc)
                 log.error("%s", exc)

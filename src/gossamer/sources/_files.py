@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gossamer.api import Source
+from gossamer.model import Problem
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -46,6 +47,23 @@ def read_sources(path: Path) -> list[Source]:
             Source(name=name, text=file.read_text(), base_dir=str(file.parent.resolve()))
         )
     return sources
+
+
+def load_sources(path: Path) -> tuple[list[Source], list[Problem]]:
+    """The sources under ``path``, or the problem that prevents reading them."""
+    try:
+        sources = read_sources(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [Problem("GSM0010", str(exc), hint="check the path and the file's encoding")]
+    if not sources:
+        return [], [
+            Problem(
+                "GSM0011",
+                f"no *.yaml or *.yml files under {path}",
+                hint="point at a mesh file or a directory of them",
+            )
+        ]
+    return sources, []
 
 
 def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
