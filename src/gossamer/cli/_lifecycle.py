@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from gossamer.cli._client import NotRunning, api_base, call
+from gossamer.model import Problem
 from gossamer.runtime import LocalOptions, instance_table, run_up
 
 
@@ -59,18 +60,7 @@ def status(args: argparse.Namespace) -> int:
         when = time.strftime("%H:%M:%S", time.localtime(rejected["at"]))
         print(f"\nlast change REJECTED at {when}; the mesh runs revision {data['revision']}:")
         for p in rejected["problems"]:
-            loc = ", ".join(
-                str(x)
-                for x in (
-                    p["file"],
-                    f"document {p['document']}" if p["document"] else "",
-                    p["resource"],
-                )
-                if x
-            )
-            print(f"  {p['severity']} {p['code']}: {loc}: {p['field']}: {p['message']}")
-            if p["hint"]:
-                print(f"    hint: {p['hint']}")
+            print("  " + str(Problem.from_dict(p)).replace("\n", "\n  "))
         return 1
     return 0
 
@@ -89,6 +79,8 @@ def down(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 3
+    if args.api is None and not state_file.exists():
+        return _kill_leftovers(Path(args.state_dir), "`up` left no up.json")
     base = api_base(args.state_dir, args.api)
     try:
         call(base, "/api/v1/shutdown", method="POST")

@@ -79,6 +79,12 @@ class Problem:
             text += f"\n  hint: {self.hint}"
         return text
 
+    @classmethod
+    def from_dict(cls, data: dict[str, str | int]) -> Problem:
+        """The inverse of ``to_dict``: for clients reading problems from the admin API."""
+        fields = {k: v for k, v in data.items() if k != "severity"}
+        return cls(severity=Severity(data.get("severity", "error")), **fields)  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, str | int]:
         return {
             "code": self.code,

@@ -200,16 +200,19 @@ class InstanceRunner:
 
     async def _serve_when_listening(self) -> None:
         try:
-            await self._wait_app_listening()
+            await self._wait_app_listening(patient=True)
         except AppNotReady:
-            return  # the supervisor restarts it again; we try again then
+            return  # it exited again; the supervisor restarts it and we wait again
         if self.state == "restarting":
             self.state = "running"
             self._set_serving(self.instance.name, True)
 
-    async def _wait_app_listening(self) -> None:
-        """The app is ready once every port it serves accepts connections."""
-        deadline = asyncio.get_running_loop().time() + self._config_timeout
+    async def _wait_app_listening(self, patient: bool = False) -> None:
+        """The app is ready once every port it serves accepts connections. At start it
+        gets ``config_timeout``; after a crash (``patient``) it may take as long as it
+        runs, since its callers already route around it."""
+        loop = asyncio.get_running_loop()
+        deadline = float("inf") if patient else loop.time() + self._config_timeout
         pending = [port for _service_port, port in self.instance.app_ports]
         while pending:
             if not self.app.running:
@@ -220,7 +223,7 @@ class InstanceRunner:
             try:
                 _reader, writer = await asyncio.open_connection("127.0.0.1", pending[0])
             except OSError:
-                if asyncio.get_running_loop().time() > deadline:
+                if loop.time() > deadline:
                     raise AppNotReady(
                         f"{self.instance.name}: the app did not listen on $PORT "
                         f"({pending[0]}) within {self._config_timeout:.0f}s "

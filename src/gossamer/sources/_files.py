@@ -43,9 +43,13 @@ def read_sources(path: Path) -> list[Source]:
             name = str(file.relative_to(Path.cwd()))
         except ValueError:
             name = str(file)
-        sources.append(
-            Source(name=name, text=file.read_text(), base_dir=str(file.parent.resolve()))
-        )
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigPathError(
+                f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        sources.append(Source(name=name, text=text, base_dir=str(file.parent.resolve())))
     return sources
 
 
