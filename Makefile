@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts unit e2e goldens bench clean install
+.PHONY: demo test lint typecheck contracts unit e2e goldens bench bench-deps clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,12 @@ test: lint typecheck contracts
 goldens: $(STAMP)
 	$(BIN)/pytest -q tests/translate --update-goldens
 
-bench: $(STAMP)
+# Load generators and the upstream app for the data-plane benchmark (Debian packages).
+bench-deps:
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx wrk)
+
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench.run
 
 clean:

@@ -173,6 +173,20 @@ class Processes:
         self.close()
 
 
+def exit_on_signals() -> None:
+    """Turn SIGTERM and SIGHUP into SystemExit, so ``finally`` blocks stop the children.
+
+    Python's default for SIGTERM ends the process on the spot; the Envoys and apps run
+    in sessions of their own and would outlive it.
+    """
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit)
+
+
 def wait_until(
     what: str, check: Callable[[], bool], timeout_s: float, *, interval_s: float = 0.05
 ) -> None:
@@ -206,6 +220,19 @@ def http_get(url: str, host: str | None = None, timeout_s: float = 1.0) -> tuple
 
 
 # --- /proc -------------------------------------------------------------------------------
+
+
+def host_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (user, nice, system, irq, softirq)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[1:8])
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children (wrk runs, once waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def proc_cmdline(pid: int) -> str:
@@ -395,7 +422,7 @@ def machine_info(envoy: str | None = None) -> dict[str, Any]:
         "cpu_model": cpu_model,
         "kernel": platform.release(),
         "python": sys.version.split()[0],
-        "loadavg_at_start": list(os.getloadavg()),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "git_commit": _first_line(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"]),
     }
     if envoy is not None:

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,10 @@ from bench._common import (
     BenchError,
     Processes,
     WrkResult,
+    children_cpu_seconds,
+    exit_on_signals,
     free_port,
+    host_busy_seconds,
     http_get,
     kill_pid,
     machine_info,
@@ -56,6 +60,7 @@ from bench._common import (
     wait_until,
     write_results,
 )
+from bench._dataplane_report import markdown
 
 NAME = "dataplane"
 APP_SCRIPT = BENCH_DIR / "_nginx_app.py"
@@ -82,12 +87,14 @@ class Settings:
     rate: int = 2000
     paced_connections: int = 8
     saturation_connections: int = 32
-    rounds: int = 2
-    paced_seconds: int = 5
-    saturation_seconds: int = 5
+    rounds: int = 5
+    paced_seconds: int = 3
+    saturation_seconds: int = 3
     warmup_seconds: int = 1
     gossamer: bool = True
     gossamer_bin: str | None = None
+    calibrate: bool = True
+    """Also measure a second, identical floor (an A/A test of the benchmark's noise)."""
 
 
 @dataclass
@@ -109,6 +116,8 @@ class Run:
     wrk: WrkResult
     envoy_cpu_s: list[float]
     app_cpu_s: float | None
+    other_cpu_s: float
+    """CPU the whole machine spent meanwhile on anything but this path and wrk."""
 
 
 @dataclass
@@ -251,10 +260,12 @@ def start_floor_envoy(
     return listen_port, child.pid
 
 
-def start_floor_path(procs: Processes, workdir: Path, app_port: int) -> tuple[str, list[int]]:
+def start_floor_path(
+    procs: Processes, workdir: Path, app_port: int, *, prefix: str = "floor"
+) -> tuple[str, list[int]]:
     """Envoy A (outbound) -> Envoy B (inbound) -> app; (entry URL, [pid A, pid B])."""
-    b_port, b_pid = start_floor_envoy(procs, workdir, "floor-envoy-b-inbound", app_port)
-    a_port, a_pid = start_floor_envoy(procs, workdir, "floor-envoy-a-outbound", b_port)
+    b_port, b_pid = start_floor_envoy(procs, workdir, f"{prefix}-envoy-b-inbound", app_port)
+    a_port, a_pid = start_floor_envoy(procs, workdir, f"{prefix}-envoy-a-outbound", b_port)
     url = f"http://{LOOPBACK}:{a_port}/"
     _wait_for_ok("the floor path", url, None, 10, alive=lambda: True, log=lambda: "")
     return url, [a_pid, b_pid]
@@ -479,7 +490,7 @@ def _cpu(pids: Sequence[int]) -> list[float]:
 
 
 def measure(handle: PathHandle, settings: Settings, *, paced: bool) -> Run:
-    """One wrk run on ``handle``, with the CPU its Envoys and app spent meanwhile."""
+    """One wrk run on ``handle``, with the CPU its Envoys, its app and the rest spent."""
     seconds = settings.paced_seconds if paced else settings.saturation_seconds
     if paced:
         rate = settings.rate
@@ -490,6 +501,7 @@ def measure(handle: PathHandle, settings: Settings, *, paced: bool) -> Run:
         connections = settings.saturation_connections
         cap = SATURATION_CAP_RPS * seconds
     app_pids = [handle.app_pid] if handle.app_pid is not None else []
+    host_before, wrk_before = host_busy_seconds(), children_cpu_seconds()
     envoy_before, app_before = _cpu(handle.envoy_pids), _cpu(app_pids)
     result = run_wrk(
         handle.entry_url,
@@ -500,10 +512,15 @@ def measure(handle: PathHandle, settings: Settings, *, paced: bool) -> Run:
         host=handle.host,
     )
     envoy_after, app_after = _cpu(handle.envoy_pids), _cpu(app_pids)
+    host_after, wrk_after = host_busy_seconds(), children_cpu_seconds()
+    envoy_cpu = [a - b for a, b in zip(envoy_after, envoy_before, strict=True)]
+    app_cpu = (app_after[0] - app_before[0]) if app_pids else None
+    ours = sum(envoy_cpu) + (app_cpu or 0.0) + (wrk_after - wrk_before)
     return Run(
         wrk=result,
-        envoy_cpu_s=[a - b for a, b in zip(envoy_after, envoy_before, strict=True)],
-        app_cpu_s=(app_after[0] - app_before[0]) if app_pids else None,
+        envoy_cpu_s=envoy_cpu,
+        app_cpu_s=app_cpu,
+        other_cpu_s=max(0.0, (host_after - host_before) - ours),
     )
 
 
@@ -523,6 +540,7 @@ def _finite(value: float) -> float | None:
 
 
 def summarize(runs: Sequence[Run], n_envoys: int) -> dict[str, Any]:
+    """Pool runs: rates from total requests and time, percentiles from merged histograms."""
     requests = sum(r.wrk.requests for r in runs)
     duration = sum(r.wrk.duration_s for r in runs)
     histogram = merge_histograms(r.wrk.histogram for r in runs)
@@ -535,7 +553,6 @@ def summarize(runs: Sequence[Run], n_envoys: int) -> dict[str, Any]:
         "requests": requests,
         "duration_s": round(duration, 3),
         "rps": round(requests / duration, 1) if duration else None,
-        "rps_per_run": [round(r.wrk.rps, 1) for r in runs],
         "latency_us": {
             "p50": _finite(percentile(histogram, 50)),
             "p90": _finite(percentile(histogram, 90)),
@@ -544,18 +561,30 @@ def summarize(runs: Sequence[Run], n_envoys: int) -> dict[str, Any]:
             "max": float(max(histogram)) if histogram else None,
         },
         "errors": errors,
+        "cpu_us_per_request_per_envoy": None,
     }
     if n_envoys and requests:
         per_envoy = [sum(r.envoy_cpu_s[i] for r in runs) for i in range(n_envoys)]
         out["envoy_cpu_s"] = [round(c, 3) for c in per_envoy]
         out["cpu_us_per_request_per_envoy"] = round(sum(per_envoy) / requests / n_envoys * 1e6, 2)
         out["cpu_us_per_request_each_envoy"] = [round(c / requests * 1e6, 2) for c in per_envoy]
-    else:
-        out["cpu_us_per_request_per_envoy"] = None
     app_cpu = [r.app_cpu_s for r in runs if r.app_cpu_s is not None]
     if app_cpu and requests:
         out["app_cpu_us_per_request"] = round(sum(app_cpu) / requests * 1e6, 2)
+    if duration:
+        out["other_load_cores"] = round(sum(r.other_cpu_s for r in runs) / duration, 2)
     return out
+
+
+def _round_figures(run: Run, n_envoys: int) -> dict[str, Any]:
+    s = summarize([run], n_envoys)
+    return {
+        "rps": s["rps"],
+        "p50_us": s["latency_us"]["p50"],
+        "p99_us": s["latency_us"]["p99"],
+        "cpu_us_per_request_per_envoy": s["cpu_us_per_request_per_envoy"],
+        "other_load_cores": s.get("other_load_cores"),
+    }
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:
@@ -564,59 +593,178 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return round(num / den, 3)
 
 
-def compare(results: dict[str, dict[str, Any]], top: str, base: str) -> dict[str, Any]:
-    """Ratios top/base of the figures that matter (lower is better except rps)."""
-    a, b = results[top], results[base]
-
-    def get(r: dict[str, Any], *keys: str) -> float | None:
-        value: Any = r
-        for key in keys:
-            if not isinstance(value, dict) or key not in value:
-                return None
-            value = value[key]
-        return float(value) if isinstance(value, int | float) else None
-
-    def mem(r: dict[str, Any], key: str) -> float | None:
-        values = [m[key] for m in r.get("memory_kib", []) if m.get(key, -1) >= 0]
-        return sum(values) / len(values) if values else None
-
-    return {
-        "paced_p50": _ratio(
-            get(a, "paced", "latency_us", "p50"), get(b, "paced", "latency_us", "p50")
-        ),
-        "paced_p99": _ratio(
-            get(a, "paced", "latency_us", "p99"), get(b, "paced", "latency_us", "p99")
-        ),
-        "paced_cpu_per_request_per_envoy": _ratio(
-            get(a, "paced", "cpu_us_per_request_per_envoy"),
-            get(b, "paced", "cpu_us_per_request_per_envoy"),
-        ),
-        "saturation_cpu_per_request_per_envoy": _ratio(
-            get(a, "saturation", "cpu_us_per_request_per_envoy"),
-            get(b, "saturation", "cpu_us_per_request_per_envoy"),
-        ),
-        "saturation_rps": _ratio(get(a, "saturation", "rps"), get(b, "saturation", "rps")),
-        "rss_anon_per_envoy": _ratio(mem(a, "rss_anon_kib"), mem(b, "rss_anon_kib")),
-        "pss_per_envoy": _ratio(mem(a, "pss_kib"), mem(b, "pss_kib")),
-    }
+def _get(r: dict[str, Any], *keys: str) -> float | None:
+    value: Any = r
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value) if isinstance(value, int | float) else None
 
 
-_GOAL_KEYS = (
+def _mean_memory(r: dict[str, Any], key: str) -> float | None:
+    values = [m[key] for m in r.get("memory_kib", []) if m.get(key, -1) >= 0]
+    return sum(values) / len(values) if values else None
+
+
+RATIO_KEYS = (
     "paced_p50",
     "paced_p99",
     "paced_cpu_per_request_per_envoy",
     "saturation_cpu_per_request_per_envoy",
+    "saturation_rps",
+    "rss_anon_per_envoy",
+    "pss_per_envoy",
 )
+GOAL_KEYS = RATIO_KEYS[:4]
+"""The ratios the goal is about (latency and CPU: lower is better)."""
 
 
-def goal_check(ratios: dict[str, Any]) -> dict[str, bool | None]:
+def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float | None]:
+    """Ratios a/b of two path summaries (lower is better, except saturation_rps)."""
     return {
-        key: (None if ratios.get(key) is None else bool(ratios[key] <= GOAL_RATIO))
-        for key in _GOAL_KEYS
+        "paced_p50": _ratio(
+            _get(a, "paced", "latency_us", "p50"), _get(b, "paced", "latency_us", "p50")
+        ),
+        "paced_p99": _ratio(
+            _get(a, "paced", "latency_us", "p99"), _get(b, "paced", "latency_us", "p99")
+        ),
+        "paced_cpu_per_request_per_envoy": _ratio(
+            _get(a, "paced", "cpu_us_per_request_per_envoy"),
+            _get(b, "paced", "cpu_us_per_request_per_envoy"),
+        ),
+        "saturation_cpu_per_request_per_envoy": _ratio(
+            _get(a, "saturation", "cpu_us_per_request_per_envoy"),
+            _get(b, "saturation", "cpu_us_per_request_per_envoy"),
+        ),
+        "saturation_rps": _ratio(_get(a, "saturation", "rps"), _get(b, "saturation", "rps")),
+        "rss_anon_per_envoy": _ratio(
+            _mean_memory(a, "rss_anon_kib"), _mean_memory(b, "rss_anon_kib")
+        ),
+        "pss_per_envoy": _ratio(_mean_memory(a, "pss_kib"), _mean_memory(b, "pss_kib")),
+    }
+
+
+QUIET_CORES = 0.2
+"""A round is quiet when other processes kept fewer cores than this busy in each of its
+runs on both paths compared."""
+
+
+def _other_cores(run: Run) -> float:
+    return run.other_cpu_s / run.wrk.duration_s if run.wrk.duration_s > 0 else 0.0
+
+
+def compare_runs(top: PathRuns, base: PathRuns) -> dict[str, Any]:
+    """Ratios top/base: pooled over all rounds, per round, and the median of the rounds.
+
+    Rounds are interleaved, so round i of both paths ran close in time. The median takes
+    the quiet rounds only (see QUIET_CORES) when there are at least two, else all: a
+    burst of load from elsewhere that hit one round does not move it.
+    """
+    pooled = compare(summarize_path(top), summarize_path(base))
+    rounds = range(min(len(top.paced), len(base.paced)))
+    per_round = [compare(summarize_path(top, i), summarize_path(base, i)) for i in rounds]
+    quiet = [
+        i
+        for i in rounds
+        if all(
+            _other_cores(run) < QUIET_CORES
+            for run in (top.paced[i], top.saturation[i], base.paced[i], base.saturation[i])
+        )
+    ]
+    used = quiet if len(quiet) >= 2 else list(rounds)
+    median: dict[str, float | None] = {}
+    spread: dict[str, list[float] | None] = {}
+    for key in RATIO_KEYS:
+        values = [v for i in used if (v := per_round[i][key]) is not None]
+        median[key] = round(statistics.median(values), 3) if values else None
+        everywhere = [v for r in per_round if (v := r[key]) is not None]
+        spread[key] = [min(everywhere), max(everywhere)] if everywhere else None
+    return {
+        "median_of_rounds": median,
+        "rounds_in_median": [i + 1 for i in used],
+        "pooled": pooled,
+        "round_range": spread,
+        "per_round": per_round,
+    }
+
+
+def summarize_path(pr: PathRuns, round_index: int | None = None) -> dict[str, Any]:
+    """A path's summary over all rounds, or over one of them."""
+    n = len(pr.handle.envoy_pids)
+    if round_index is None:
+        paced, saturation = pr.paced, pr.saturation
+    else:
+        paced, saturation = [pr.paced[round_index]], [pr.saturation[round_index]]
+    return {
+        "paced": summarize(paced, n),
+        "saturation": summarize(saturation, n),
+        "memory_kib": pr.memory_kib,
+    }
+
+
+def goal_check(ratios: dict[str, float | None]) -> dict[str, bool | None]:
+    return {
+        key: (None if (r := ratios.get(key)) is None else bool(r <= GOAL_RATIO))
+        for key in GOAL_KEYS
     }
 
 
 # --- the benchmark -------------------------------------------------------------------------
+
+
+def _start_paths(
+    procs: Processes, workdir: Path, settings: Settings, data: dict[str, Any]
+) -> list[PathHandle]:
+    app_port, app_pid = start_app(procs, workdir / "app")
+    direct_url = f"http://{LOOPBACK}:{app_port}/"
+    handles = [PathHandle("direct", direct_url, None, [], app_pid, "wrk -> nginx")]
+    floor_url, floor_pids = start_floor_path(procs, workdir, app_port)
+    handles.append(
+        PathHandle(
+            "floor",
+            floor_url,
+            None,
+            floor_pids,
+            app_pid,
+            "wrk -> Envoy A -> Envoy B -> nginx (minimal static configs, HTTP/1.1)",
+        )
+    )
+    if settings.calibrate:
+        aa_url, aa_pids = start_floor_path(procs, workdir, app_port, prefix="floor-aa")
+        handles.append(
+            PathHandle(
+                "floor_aa",
+                aa_url,
+                None,
+                aa_pids,
+                app_pid,
+                "a second floor, identical to the first: floor_aa/floor is an A/A test, "
+                "its distance from 1.00 is the benchmark's own noise",
+            )
+        )
+    if not settings.gossamer:
+        data["skipped"]["gossamer"] = "disabled with --no-gossamer"
+        return handles
+    try:
+        mesh = start_gossamer_mesh(app_port, binary=settings.gossamer_bin)
+    except PathUnavailable as exc:
+        data["skipped"]["gossamer"] = str(exc)
+        data["notes"].append(f"gossamer path skipped: {str(exc).splitlines()[0]}")
+        return handles
+    procs.on_close(mesh.stop)
+    handles.append(
+        PathHandle(
+            "gossamer",
+            mesh.entry_url,
+            GOSSAMER_HOST,
+            mesh.envoy_pids,
+            mesh.app_pid,
+            "wrk -> client sidecar -> server sidecar -> nginx (gossamer up; Gossamer runs "
+            "its own copy of the nginx app)",
+        )
+    )
+    return handles
 
 
 def run(settings: Settings) -> dict[str, Any]:
@@ -634,61 +782,21 @@ def run(settings: Settings) -> dict[str, Any]:
             "paced_seconds_per_round": settings.paced_seconds,
             "saturation_seconds_per_round": settings.saturation_seconds,
             "warmup_seconds": settings.warmup_seconds,
+            "calibrate": settings.calibrate,
             "load_generator": "wrk -t1 with bench/_wrk.lua (paced: absolute schedule)",
         },
         "paths": {},
         "skipped": {},
         "notes": [],
     }
-    notes: list[str] = data["notes"]
-    foreign_envoys = pids_running("envoy")
-    data["machine"]["other_envoys_at_start"] = len(foreign_envoys)
-    if foreign_envoys:
-        notes.append(
-            f"{len(foreign_envoys)} Envoy processes not started by this benchmark were running "
-            "at its start: the machine was not idle, figures may be noisy"
-        )
+    data["machine"]["other_envoys_at_start"] = len(pids_running("envoy"))
     workdir = Path(tempfile.mkdtemp(prefix="bench-dataplane-"))
     procs = Processes(workdir)
+    runs: dict[str, PathRuns] = {}
     try:
-        app_port, app_pid = start_app(procs, workdir / "app")
-        direct_url = f"http://{LOOPBACK}:{app_port}/"
-        handles = [
-            PathHandle("direct", direct_url, None, [], app_pid, "wrk -> nginx"),
-        ]
-        floor_url, floor_pids = start_floor_path(procs, workdir, app_port)
-        handles.append(
-            PathHandle(
-                "floor",
-                floor_url,
-                None,
-                floor_pids,
-                app_pid,
-                "wrk -> Envoy A -> Envoy B -> nginx (minimal static configs, HTTP/1.1)",
-            )
-        )
-        if settings.gossamer:
-            try:
-                mesh = start_gossamer_mesh(app_port, binary=settings.gossamer_bin)
-            except PathUnavailable as exc:
-                data["skipped"]["gossamer"] = str(exc)
-                notes.append(f"gossamer path skipped: {str(exc).splitlines()[0]}")
-            else:
-                procs.on_close(mesh.stop)
-                handles.append(
-                    PathHandle(
-                        "gossamer",
-                        mesh.entry_url,
-                        GOSSAMER_HOST,
-                        mesh.envoy_pids,
-                        mesh.app_pid,
-                        "wrk -> client sidecar -> server sidecar -> nginx (gossamer up)",
-                    )
-                )
-        else:
-            data["skipped"]["gossamer"] = "disabled with --no-gossamer"
-
+        handles = _start_paths(procs, workdir, settings, data)
         runs = {h.name: PathRuns(h) for h in handles}
+        ours = {pid for h in handles for pid in h.envoy_pids}
         for h in handles:
             runs[h.name].envoy_cmdlines = [proc_cmdline(pid) for pid in h.envoy_pids]
             warm_up(h, settings)
@@ -700,35 +808,39 @@ def run(settings: Settings) -> dict[str, Any]:
                 runs[h.name].saturation.append(measure(h, settings, paced=False))
         for h in handles:
             runs[h.name].memory_kib = [proc_memory_kib(pid) for pid in h.envoy_pids]
-
-        for name, pr in runs.items():
-            n = len(pr.handle.envoy_pids)
-            data["paths"][name] = {
-                "description": pr.handle.description,
-                "envoys": n,
-                "paced": summarize(pr.paced, n),
-                "saturation": summarize(pr.saturation, n),
-                "memory_kib": pr.memory_kib,
-                "envoy_cmdlines": pr.envoy_cmdlines,
-            }
+        data["machine"]["other_envoys_at_end"] = len(set(pids_running("envoy")) - ours)
     finally:
         try:
             procs.close()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    paths = data["paths"]
+    for name, pr in runs.items():
+        n = len(pr.handle.envoy_pids)
+        data["paths"][name] = {
+            "description": pr.handle.description,
+            "envoys": n,
+            **summarize_path(pr),
+            "rounds": {
+                "paced": [_round_figures(r, n) for r in pr.paced],
+                "saturation": [_round_figures(r, n) for r in pr.saturation],
+            },
+            "envoy_cmdlines": pr.envoy_cmdlines,
+        }
     ratios: dict[str, Any] = {}
-    if "floor" in paths and "direct" in paths:
-        ratios["floor_vs_direct"] = compare(paths, "floor", "direct")
-    if "gossamer" in paths and "floor" in paths:
-        ratios["gossamer_vs_floor"] = compare(paths, "gossamer", "floor")
+    if "floor" in runs and "direct" in runs:
+        ratios["floor_vs_direct"] = compare_runs(runs["floor"], runs["direct"])
+    if "floor_aa" in runs and "floor" in runs:
+        ratios["floor_aa_vs_floor"] = compare_runs(runs["floor_aa"], runs["floor"])
+    if "gossamer" in runs and "floor" in runs:
+        ratios["gossamer_vs_floor"] = compare_runs(runs["gossamer"], runs["floor"])
         data["goal"] = {
-            "rule": f"gossamer/floor <= {GOAL_RATIO} on paced p50/p99 and CPU per request",
-            "met": goal_check(ratios["gossamer_vs_floor"]),
+            "rule": f"gossamer/floor <= {GOAL_RATIO} on paced p50, p99 and CPU per request "
+            "(median of per-round ratios)",
+            "met": goal_check(ratios["gossamer_vs_floor"]["median_of_rounds"]),
         }
     data["ratios"] = ratios
-    notes.extend(_warnings(data, settings))
+    data["notes"].extend(_warnings(data, settings))
     data["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     data["elapsed_s"] = round(time.monotonic() - started, 1)
     return data
@@ -736,7 +848,20 @@ def run(settings: Settings) -> dict[str, Any]:
 
 def _warnings(data: dict[str, Any], settings: Settings) -> list[str]:
     out: list[str] = []
+    machine = data["machine"]
+    others = max(machine.get("other_envoys_at_start", 0), machine.get("other_envoys_at_end", 0))
+    if others:
+        out.append(
+            f"{others} Envoy processes that this benchmark did not start were running: "
+            "the machine was not idle"
+        )
     for name, p in data["paths"].items():
+        other = max(p[mode].get("other_load_cores", 0.0) for mode in ("paced", "saturation"))
+        if other >= 0.25:
+            out.append(
+                f"{name}: other processes kept {other:.2f} cores busy during its runs: "
+                "its figures are noisy (see other_load_cores per round in the JSON)"
+            )
         for mode in ("paced", "saturation"):
             errors = sum(p[mode]["errors"].values())
             if errors:
@@ -744,7 +869,7 @@ def _warnings(data: dict[str, Any], settings: Settings) -> list[str]:
         achieved = p["paced"]["rps"] or 0.0
         if achieved < 0.95 * settings.rate:
             out.append(
-                f"{name}: paced run reached {achieved:.0f} rps, short of {settings.rate}: "
+                f"{name}: paced runs reached {achieved:.0f} rps, short of {settings.rate}: "
                 "its latency figures are not at the intended rate"
             )
         if name == "gossamer":
@@ -752,126 +877,16 @@ def _warnings(data: dict[str, Any], settings: Settings) -> list[str]:
                 if "--concurrency 1" not in cmdline:
                     out.append(
                         "gossamer: a sidecar does not run with --concurrency 1 "
-                        f"(the floor does), compare with care: {cmdline}"
+                        f"(the floor's do), compare with care: {cmdline}"
                     )
     return out
-
-
-# --- report ------------------------------------------------------------------------------
-
-
-def _ms(us: Any) -> str:
-    if not isinstance(us, int | float) or math.isnan(us):
-        return "-"
-    return f"{us / 1000:.3f}"
-
-
-def _num(value: Any, fmt: str = "{:.1f}") -> str:
-    if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return fmt.format(value)
-
-
-def _mib(memory: list[dict[str, int]], key: str) -> str:
-    values = [m[key] for m in memory if m.get(key, -1) >= 0]
-    if not values:
-        return "-"
-    return " / ".join(f"{v / 1024:.1f}" for v in values)
-
-
-def markdown(data: dict[str, Any]) -> str:
-    m, s = data["machine"], data["settings"]
-    lines = [
-        "# Data-plane tax",
-        "",
-        "Generated by `python -m bench.dataplane`; do not edit by hand.",
-        "",
-        f"- Date (UTC): {m['date_utc']}; commit {m.get('git_commit', '?')}",
-        f"- Machine: nproc {m['nproc']}, {m['cpu_model']}, Linux {m['kernel']}, "
-        f"load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}",
-        f"- Envoy {m.get('envoy_version', '?')}; {m.get('nginx_version', 'nginx ?')}; "
-        f"{m.get('wrk_version', 'wrk ?')}; Python {m['python']}",
-        f"- Load: {s['load_generator']}. Paced: {s['rate_rps']} rps over "
-        f"{s['paced_connections']} connections; saturation: {s['saturation_connections']} "
-        f"connections. {s['rounds']} interleaved rounds of {s['paced_seconds_per_round']} s "
-        f"paced + {s['saturation_seconds_per_round']} s saturation per path.",
-        "- Every Envoy: `--concurrency 1 --disable-hot-restart`; all on 127.0.0.1.",
-        "",
-        "## Results",
-        "",
-        "| path | sat. rps | paced rps | p50 ms | p99 ms | CPU us/req/Envoy @rate "
-        "| CPU us/req/Envoy @sat | RssAnon MiB/Envoy | Pss MiB/Envoy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, p in data["paths"].items():
-        paced, sat = p["paced"], p["saturation"]
-        lines.append(
-            f"| {name} | {_num(sat['rps'], '{:.0f}')} | {_num(paced['rps'], '{:.0f}')} "
-            f"| {_ms(paced['latency_us']['p50'])} | {_ms(paced['latency_us']['p99'])} "
-            f"| {_num(paced['cpu_us_per_request_per_envoy'])} "
-            f"| {_num(sat['cpu_us_per_request_per_envoy'])} "
-            f"| {_mib(p['memory_kib'], 'rss_anon_kib')} | {_mib(p['memory_kib'], 'pss_kib')} |"
-        )
-    for name, reason in data["skipped"].items():
-        first = reason.splitlines()[0] if reason else ""
-        lines.append(f"| {name} | skipped: {first} | | | | | | | |")
-    lines += ["", "Paths:", ""]
-    for name, p in data["paths"].items():
-        lines.append(f"- **{name}**: {p['description']}")
-    ratios = data["ratios"]
-    if ratios:
-        lines += [
-            "",
-            "## Ratios",
-            "",
-            "| ratio | paced p50 | paced p99 | CPU/req @rate | CPU/req @sat | sat. rps "
-            "| RssAnon | Pss |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for key, r in ratios.items():
-            lines.append(
-                f"| {key.replace('_vs_', ' / ')} | {_num(r['paced_p50'], '{:.2f}')} "
-                f"| {_num(r['paced_p99'], '{:.2f}')} "
-                f"| {_num(r['paced_cpu_per_request_per_envoy'], '{:.2f}')} "
-                f"| {_num(r['saturation_cpu_per_request_per_envoy'], '{:.2f}')} "
-                f"| {_num(r['saturation_rps'], '{:.2f}')} "
-                f"| {_num(r['rss_anon_per_envoy'], '{:.2f}')} "
-                f"| {_num(r['pss_per_envoy'], '{:.2f}')} |"
-            )
-    if "goal" in data:
-        met = data["goal"]["met"]
-        verdict = ", ".join(
-            f"{k}: {'met' if v else 'MISSED' if v is not None else 'n/a'}" for k, v in met.items()
-        )
-        lines += ["", f"Goal ({data['goal']['rule']}): {verdict}."]
-    elif "gossamer" in data["skipped"]:
-        lines += ["", "Goal (gossamer within 10% of the floor): not measured, path skipped."]
-    if data["notes"]:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
-    lines += [
-        "",
-        "## How to read this",
-        "",
-        "- Latency is wrk's, from a request's first byte written to its response, at the "
-        "paced rate; percentiles come from the merged histograms of all rounds. wrk adds "
-        "back-filled samples for responses slower than twice the mean interval per "
-        "connection (its coordinated-omission correction).",
-        "- CPU is utime+stime from /proc/<pid>/stat (all threads; 10 ms ticks) around each "
-        "run, divided by the requests served and by the number of Envoys on the path.",
-        "- Memory is read after the runs: RssAnon (/proc/<pid>/status) and Pss "
-        "(/proc/<pid>/smaps_rollup), one figure per Envoy, outbound first.",
-        "- Saturation rps for `direct` is mostly the limit of one wrk thread, not nginx's.",
-        "- wrk, nginx and the Envoys share the machine's cores: treat figures as relative; "
-        "compare paths within one run.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str]) -> Settings:
     d = Settings()
     ap = argparse.ArgumentParser(
-        prog="python -m bench.dataplane", description=__doc__.split("\n")[0]
+        prog="python -m bench.dataplane",
+        description="Data-plane tax: direct vs hand-written Envoy floor vs Gossamer sidecars.",
     )
     ap.add_argument("--rate", type=int, default=d.rate, help="paced rate, requests/s")
     ap.add_argument("--rounds", type=int, default=d.rounds)
@@ -882,12 +897,24 @@ def parse_args(argv: Sequence[str]) -> Settings:
     ap.add_argument("--warmup-seconds", type=int, default=d.warmup_seconds)
     ap.add_argument("--no-gossamer", action="store_true", help="skip the Gossamer path")
     ap.add_argument("--gossamer-bin", default=None, help="path to the gossamer CLI")
+    ap.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip the second floor (the A/A test that shows the benchmark's noise)",
+    )
     ns = ap.parse_args(list(argv))
-    for name in ("rate", "rounds", "paced_seconds", "saturation_seconds"):
-        if not 1 <= getattr(ns, name) <= 100_000:
-            ap.error(f"--{name.replace('_', '-')} must be positive")
-    if ns.paced_seconds > 60 or ns.saturation_seconds > 60 or ns.rounds > 10:
-        ap.error("runs are capped at 60 s and 10 rounds")
+    limits = {
+        "rate": (1, 50_000),
+        "rounds": (1, 10),
+        "paced_seconds": (1, 60),
+        "saturation_seconds": (1, 60),
+        "paced_connections": (1, 256),
+        "saturation_connections": (1, 256),
+        "warmup_seconds": (0, 10),
+    }
+    for name, (low, high) in limits.items():
+        if not low <= getattr(ns, name) <= high:
+            ap.error(f"--{name.replace('_', '-')} must be within {low}..{high}")
     return Settings(
         rate=ns.rate,
         paced_connections=ns.paced_connections,
@@ -898,18 +925,21 @@ def parse_args(argv: Sequence[str]) -> Settings:
         warmup_seconds=ns.warmup_seconds,
         gossamer=not ns.no_gossamer,
         gossamer_bin=ns.gossamer_bin,
+        calibrate=not ns.no_calibrate,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(sys.argv[1:] if argv is None else argv)
+    exit_on_signals()
     try:
         data = run(settings)
     except BenchError as exc:
         print(f"bench.dataplane: {exc}", file=sys.stderr)
         return 1
-    json_path, md_path = write_results(NAME, data, markdown(data))
-    print(markdown(data))
+    text = markdown(data)
+    json_path, md_path = write_results(NAME, data, text)
+    print(text)
     print(f"wrote {json_path} and {md_path}")
     return 0
 
