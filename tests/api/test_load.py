@@ -347,11 +347,17 @@ def test_missing_or_unrelated_kind_lists_supported_kinds() -> None:
     problem = only_problem(workload("web").replace("kind: Workload\n", ""))
     assert problem.code == "GSM0003"
     assert problem.message == "the document has no `kind`"
-    assert problem.hint == "supported kinds: HTTPRoute, Workload"
+    assert problem.hint == (
+        "supported kinds: ExternalService, FaultInjection, GRPCRoute, Gateway, HTTPRoute, "
+        "Mesh, RetryPolicy, Workload"
+    )
 
     problem = only_problem(workload("web").replace("kind: Workload", "kind: Deployment"))
     assert problem.code == "GSM0003"
-    assert problem.hint == "supported kinds: HTTPRoute, Workload"
+    assert problem.hint == (
+        "supported kinds: ExternalService, FaultInjection, GRPCRoute, Gateway, HTTPRoute, "
+        "Mesh, RetryPolicy, Workload"
+    )
 
 
 def test_wrong_api_version() -> None:

@@ -190,13 +190,6 @@ def test_status_and_down_from_another_terminal(mesh_factory: Any) -> None:
     assert [p for p in pids if pid_alive(p)] == []
 
 
-def test_unknown_service_host_gets_a_clear_404(mesh_factory: Any) -> None:
-    mesh = mesh_factory(canary_mesh({"orders-v1": 1, "orders-v2": 0}))
-    status, body = get_via(_proxy_port(mesh), "http://nosuch/")
-    assert status == 404
-    assert "no service in the mesh" in str(body)
-
-
 def test_workload_that_cannot_start_is_a_clear_error(tmp_path: Any) -> None:
     (tmp_path / "mesh.yaml").write_text(
         workload("orders", command=["no-such-program-xyz", "--serve"]) + "\n"

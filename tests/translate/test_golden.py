@@ -16,20 +16,37 @@ import pytest
 import yaml
 
 from gossamer.api import Source, load_config
-from gossamer.model import MeshState, place, sequential_ports
+from gossamer.model import MeshState, place, place_gateways, sequential_ports
 from gossamer.sidecar import envoy_path
-from gossamer.translate import SHORT_NAMES, Snapshot, static_bootstrap, translate
+from gossamer.translate import (
+    SHORT_NAMES,
+    Snapshot,
+    static_bootstrap,
+    translate,
+    translate_gateway,
+)
 
 DATA = Path(__file__).parent / "testdata"
 CASES = sorted(p.stem for p in (DATA / "in").glob("*.yaml"))
 
 
 def _translate_case(case: str) -> dict[str, Snapshot]:
+    """Every proxy's snapshot (sidecars and gateways). File paths in the config resolve
+    against ``testdata/in``, relative, so goldens do not depend on the checkout's path."""
     path = DATA / "in" / f"{case}.yaml"
-    config, problems = load_config([Source(f"in/{case}.yaml", path.read_text(), "/srv/mesh")])
+    source = Source(f"in/{case}.yaml", path.read_text(), "testdata/in")
+    config, problems = load_config([source])
     assert config is not None, "\n".join(map(str, problems))
-    state = MeshState(config, place(config, None, sequential_ports(20000)))
-    return {i.name: translate(state, i.name) for i in state.instances}
+    allocate = sequential_ports(20000)
+    state = MeshState(
+        config,
+        place(config, None, allocate),
+        gateway_admin_ports=place_gateways(config, None, allocate),
+    )
+    snapshots = {i.name: translate(state, i.name) for i in state.instances}
+    for gateway in config.gateways:
+        snapshots[gateway.node_id] = translate_gateway(state, gateway.name)
+    return snapshots
 
 
 def _render(snapshot: Snapshot, type_url: str) -> str:
@@ -63,6 +80,7 @@ def _validate(config: dict[str, object]) -> tuple[int, str]:
             capture_output=True,
             text=True,
             timeout=60,
+            cwd=DATA.parent,  # config paths are relative to tests/translate
         )
     return proc.returncode, proc.stdout[-2000:] + proc.stderr[-2000:]
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -39,7 +40,43 @@ def parse_duration_ms(value: str) -> int:
     return sum(int(n) * _UNIT_MS[unit] for n, unit in _DURATION_PART.findall(value))
 
 
+_RE2_OPTIONS: Any = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""A DNS name, optionally with a leading ``*.`` wildcard label (Gateway API Hostname)."""
+
+Hostname = Annotated[str, Field(pattern=HOSTNAME, max_length=253)]
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+def check_regex(value: str) -> str:
+    """Envoy matches with RE2; Python's ``re`` accepts things RE2 does not (lookaround,
+    backreferences), so we check with RE2 itself."""
+    try:
+        re2.compile(value, options=_RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(
+            f"`{value}` is not a valid RE2 regular expression: {reason} (RE2 has no "
+            "lookaround or backreferences)"
+        ) from None
+    return value
+
+
 def check_duration(value: str | None) -> str | None:
     if value is not None:
         parse_duration_ms(value)
     return value
+
+
+def ms(value: str | None) -> int | None:
+    return None if value is None else parse_duration_ms(value)
+
+
+def relative_to(base_dir: str, path: str) -> str:
+    """A path from a config file, relative to that file's directory."""
+    if not path or path.startswith("/") or not base_dir:
+        return path
+    return f"{base_dir.rstrip('/')}/{path}"

@@ -16,22 +16,47 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from gossamer.api._extensions import (
+    ExtensionRefs,
+    ExternalServiceDoc,
+    FaultInjectionDoc,
+    MeshDoc,
+    RetryPolicyDoc,
+)
+from gossamer.api._gateway import GatewayDoc
+from gossamer.api._grpcroute import GRPCRouteDoc
 from gossamer.api._httproute import HTTPRouteDoc
 from gossamer.api._workload import WorkloadDoc
 from gossamer.model import (
-    HTTPRoute,
     MeshConfig,
     MeshSettings,
     Origin,
     Problem,
-    Workload,
     errors,
     validate,
 )
 
-_KINDS: dict[str, tuple[str, type[WorkloadDoc] | type[HTTPRouteDoc]]] = {
-    "Workload": ("gossamer.dev/v1alpha1", WorkloadDoc),
-    "HTTPRoute": ("gateway.networking.k8s.io/v1", HTTPRouteDoc),
+Doc = (
+    WorkloadDoc
+    | HTTPRouteDoc
+    | GRPCRouteDoc
+    | GatewayDoc
+    | ExternalServiceDoc
+    | MeshDoc
+    | FaultInjectionDoc
+    | RetryPolicyDoc
+)
+_GATEWAY_API = "gateway.networking.k8s.io/v1"
+_GOSSAMER = "gossamer.dev/v1alpha1"
+_KINDS: dict[str, tuple[str, type[Doc]]] = {
+    "Workload": (_GOSSAMER, WorkloadDoc),
+    "HTTPRoute": (_GATEWAY_API, HTTPRouteDoc),
+    "GRPCRoute": (_GATEWAY_API, GRPCRouteDoc),
+    "Gateway": (_GATEWAY_API, GatewayDoc),
+    "ExternalService": (_GOSSAMER, ExternalServiceDoc),
+    "Mesh": (_GOSSAMER, MeshDoc),
+    "FaultInjection": (_GOSSAMER, FaultInjectionDoc),
+    "RetryPolicy": (_GOSSAMER, RetryPolicyDoc),
 }
 
 
@@ -44,19 +69,29 @@ class Source:
     base_dir: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    doc: Doc
+    origin: Origin
+    base_dir: str
+
+
 @dataclass(slots=True)
 class Loaded:
-    """Resources read from sources, and every problem met on the way."""
+    """Documents that passed their schema, and every problem met on the way."""
 
-    workloads: list[Workload] = field(default_factory=list)
-    routes: list[HTTPRoute] = field(default_factory=list)
+    docs: list[_Parsed] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+
+    def of(self, kind: type[Doc]) -> list[_Parsed]:
+        return [p for p in self.docs if isinstance(p.doc, kind)]
 
 
 def load_config(
     sources: list[Source], settings: MeshSettings | None = None
 ) -> tuple[MeshConfig | None, list[Problem]]:
-    """Parse, check each document, then check the mesh as a whole.
+    """Parse, check each document, resolve references between them, then check the mesh
+    as a whole.
 
     Returns the config and all problems; the config is ``None`` when any problem is an
     error, so a caller can never apply half of a broken change.
@@ -66,15 +101,62 @@ def load_config(
         _load_source(source, loaded)
     if errors(loaded.problems):
         return None, loaded.problems
-    config = MeshConfig(
-        workloads=tuple(sorted(loaded.workloads, key=lambda w: w.name)),
-        routes=tuple(sorted(loaded.routes, key=lambda r: r.name)),
-        settings=settings or MeshSettings(),
-    )
+    config = _build(loaded, settings)
+    if errors(loaded.problems) or config is None:
+        return None, loaded.problems
     problems = loaded.problems + validate(config)
     if errors(problems):
         return None, problems
     return config, problems
+
+
+def _build(loaded: Loaded, settings: MeshSettings | None) -> MeshConfig | None:
+    """Second pass: documents to model objects, with ExtensionRefs resolved by name."""
+    problems = loaded.problems
+    refs = ExtensionRefs()
+    meshes: list[tuple[MeshDoc, Origin]] = []
+    workloads, routes, gateways, externals = [], [], [], []
+    for p in loaded.docs:
+        if isinstance(p.doc, FaultInjectionDoc):
+            refs.faults[p.origin.name] = p.doc.to_fault()
+        elif isinstance(p.doc, RetryPolicyDoc):
+            refs.retries[p.origin.name] = p.doc.to_retry()
+        elif isinstance(p.doc, MeshDoc):
+            meshes.append((p.doc, p.origin))
+    for p in loaded.docs:
+        doc = p.doc
+        if isinstance(doc, WorkloadDoc):
+            workloads.append(doc.to_model(p.origin, p.base_dir))
+        elif isinstance(doc, GatewayDoc):
+            gateways.append(doc.to_model(p.origin, p.base_dir))
+        elif isinstance(doc, ExternalServiceDoc):
+            externals.append(doc.to_model(p.origin, p.base_dir))
+        elif isinstance(doc, HTTPRouteDoc | GRPCRouteDoc):
+            route, route_problems = doc.to_model(p.origin, p.base_dir, refs)
+            problems += route_problems
+            if route is not None:
+                routes.append(route)
+    for _doc, origin in meshes[1:]:
+        problems.append(
+            Problem.at(
+                origin,
+                "GSM0023",
+                f"a second Mesh resource; the first is {meshes[0][1]}",
+                field="kind",
+                hint="a mesh has one set of mesh-wide settings: merge them into one Mesh",
+            )
+        )
+    if meshes:
+        settings = meshes[0][0].to_settings(meshes[0][1])
+    if errors(problems):
+        return None
+    return MeshConfig(
+        workloads=tuple(sorted(workloads, key=lambda w: w.name)),
+        routes=tuple(sorted(routes, key=lambda r: (r.name, r.origin.kind if r.origin else ""))),
+        settings=settings or MeshSettings(),
+        gateways=tuple(sorted(gateways, key=lambda g: g.name)),
+        external_services=tuple(sorted(externals, key=lambda e: e.name)),
+    )
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -189,12 +271,7 @@ def _load_document(source: Source, index: int, line: int, data: Any, out: Loaded
         for err in exc.errors():
             out.problems.append(_schema_problem(schema, err, name, index, resource))
         return
-    origin = Origin(name, index, kind, doc.metadata.name)
-    resource_model = doc.to_model(origin, source.base_dir)
-    if isinstance(resource_model, Workload):
-        out.workloads.append(resource_model)
-    else:
-        out.routes.append(resource_model)
+    out.docs.append(_Parsed(doc, Origin(name, index, kind, doc.metadata.name), source.base_dir))
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

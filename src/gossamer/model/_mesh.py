@@ -11,6 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from gossamer.model._origin import Origin
+from gossamer.model._routing import HTTPRoute
+
 
 class Protocol(enum.Enum):
     """How the mesh treats a port's traffic. Declared, never sniffed."""
@@ -31,19 +34,6 @@ class Protocol(enum.Enum):
     @property
     def upstream_http2(self) -> bool:
         return self in (Protocol.HTTP2, Protocol.GRPC)
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a resource was declared: file, document index (1-based) and kind/name."""
-
-    file: str
-    document: int
-    kind: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.file} (document {self.document}, {self.kind}/{self.name})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,86 +84,95 @@ class Service:
         return next((p for p in self.ports if p.port == number), None)
 
 
-class PathMatchType(enum.Enum):
-    """Gateway API path match types."""
+class OutboundPolicy(enum.Enum):
+    """What a sidecar does with a call to a host the mesh does not know."""
 
-    EXACT = "Exact"
-    """The whole path equals the value."""
-    PATH_PREFIX = "PathPrefix"
-    """The path starts with the value, on a ``/`` boundary."""
-
-
-@dataclass(frozen=True, slots=True)
-class PathMatch:
-    type: PathMatchType
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderMatch:
-    """An exact, case-sensitive match on one request header's value."""
-
-    name: str
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class RouteMatch:
-    """All of its conditions must hold (AND)."""
-
-    path: PathMatch = PathMatch(PathMatchType.PATH_PREFIX, "/")
-    headers: tuple[HeaderMatch, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class BackendRef:
-    service: str
-    port: int
-    weight: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Per-rule timeouts in milliseconds. ``None`` means the mesh default applies;
-    0 disables the timeout (Gateway API semantics for ``0s``)."""
-
-    request_ms: int | None = None
-    backend_request_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRule:
-    """Any of its matches selects the rule (OR); traffic is split over backends by weight."""
-
-    matches: tuple[RouteMatch, ...]
-    backends: tuple[BackendRef, ...]
-    timeouts: Timeouts = Timeouts()
-
-
-@dataclass(frozen=True, slots=True)
-class ParentRef:
-    """The service (and optionally one port of it) an HTTPRoute attaches to (GAMMA)."""
-
-    service: str
-    port: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HTTPRoute:
-    name: str
-    parents: tuple[ParentRef, ...]
-    rules: tuple[RouteRule, ...]
-    origin: Origin | None = field(default=None, compare=False)
+    ALLOW_ANY = "AllowAny"
+    """Forward it to wherever DNS says (HTTP through the sidecar's proxy)."""
+    REGISTRY_ONLY = "RegistryOnly"
+    """Refuse it with a 502 that says why; only services and ExternalServices are reachable."""
 
 
 @dataclass(frozen=True, slots=True)
 class MeshSettings:
-    """Mesh-wide settings. Every default that shapes traffic lives here, visible."""
+    """Mesh-wide settings (the ``Mesh`` resource). Every default that shapes traffic lives
+    here, visible; ``gossamer config effective`` shows where each applies."""
 
     default_request_timeout_ms: int = 15_000
-    """Applied to routes that set no ``timeouts.request``; shown wherever it applies."""
+    """Applied to routes that set no ``timeouts.request``."""
     connect_timeout_ms: int = 1_000
     """Upstream TCP connect timeout for every cluster."""
+    outbound_policy: OutboundPolicy = OutboundPolicy.ALLOW_ANY
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TLSOrigination:
+    """The sidecar opens TLS to the external service; the app speaks plain HTTP or TCP."""
+
+    sni: str = ""
+    ca_file: str = ""
+    """PEM bundle to verify the server with; empty: the system's trust store."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalPort:
+    port: int
+    """The port apps call."""
+    protocol: Protocol
+    target_port: int
+    """The port the external service listens on."""
+    tls: TLSOrigination | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalService:
+    """A destination outside the mesh, reachable by name through the sidecar."""
+
+    name: str
+    hosts: tuple[str, ...]
+    ports: tuple[ExternalPort, ...]
+    addresses: tuple[str, ...] = ()
+    """Fixed addresses; empty: resolve ``hosts[0]`` through DNS."""
+    origin: Origin | None = field(default=None, compare=False)
+
+
+class ListenerProtocol(enum.Enum):
+    """What a gateway listener accepts."""
+
+    HTTP = "HTTP"
+    """Plain HTTP."""
+    HTTPS = "HTTPS"
+    """TLS terminated at the gateway, then HTTP."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayListener:
+    name: str
+    port: int
+    protocol: ListenerProtocol
+    hostname: str | None = None
+    certificate_file: str = ""
+    private_key_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """An ingress Envoy that ``gossamer up`` runs: requests from outside enter here."""
+
+    name: str
+    listeners: tuple[GatewayListener, ...]
+    address: str = "127.0.0.1"
+    origin: Origin | None = field(default=None, compare=False)
+
+    @property
+    def node_id(self) -> str:
+        # A dot never occurs in workload names, so this cannot collide with an instance.
+        return gateway_node_id(self.name)
+
+
+def gateway_node_id(name: str) -> str:
+    return f"{name}.gateway"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +182,8 @@ class MeshConfig:
     workloads: tuple[Workload, ...] = ()
     routes: tuple[HTTPRoute, ...] = ()
     settings: MeshSettings = MeshSettings()
+    gateways: tuple[Gateway, ...] = ()
+    external_services: tuple[ExternalService, ...] = ()
 
     def services(self) -> tuple[Service, ...]:
         """Services derived from workloads, sorted by name; ports are the union."""
@@ -204,6 +205,9 @@ class MeshConfig:
 
     def workload(self, name: str) -> Workload | None:
         return next((w for w in self.workloads if w.name == name), None)
+
+    def gateway(self, name: str) -> Gateway | None:
+        return next((g for g in self.gateways if g.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +245,9 @@ class MeshState:
     not_serving: frozenset[str] = frozenset()
     """Instances that get no traffic: starting (app not ready yet) or stopping (draining).
     They keep their own sidecar config; they are absent from every caller's endpoints."""
+
+    gateway_admin_ports: tuple[tuple[str, int], ...] = ()
+    """(gateway name, its Envoy's admin port)."""
 
     def instance(self, name: str) -> Instance | None:
         return next((i for i in self.instances if i.name == name), None)

@@ -22,6 +22,11 @@ def place(
         for svc in config.services()
         for port in svc.ports
         if not port.protocol.is_http
+    ] + [
+        (ext.name, port.port)
+        for ext in config.external_services
+        for port in ext.ports
+        if not port.protocol.is_http
     ]
     instances = []
     for workload in config.workloads:
@@ -55,3 +60,11 @@ def sequential_ports(start: int) -> Callable[[], int]:
     """A predictable allocator for tests and golden files."""
     counter = iter(range(start, 65536))
     return lambda: next(counter)
+
+
+def place_gateways(
+    config: MeshConfig, previous: MeshState | None, allocate: Callable[[], int]
+) -> tuple[tuple[str, int], ...]:
+    """An Envoy admin port per gateway; a gateway that already runs keeps its port."""
+    old = dict(previous.gateway_admin_ports) if previous else {}
+    return tuple((g.name, old.get(g.name) or allocate()) for g in config.gateways)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from gossamer.model._mesh import Origin
+from gossamer.model._origin import Origin
 
 
 class Severity(enum.Enum):

@@ -14,9 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gossamer.api import Source, load_config
-from gossamer.model import MeshConfig, MeshState, Origin, Problem, errors, place
+from gossamer.model import (
+    MeshConfig,
+    MeshState,
+    Origin,
+    Problem,
+    errors,
+    place,
+    place_gateways,
+)
 from gossamer.runtime._ports import PortsExhausted
-from gossamer.translate import InconsistentSnapshot, Snapshot, names, translate
+from gossamer.translate import (
+    InconsistentSnapshot,
+    Snapshot,
+    names,
+    translate,
+    translate_gateway,
+)
 from gossamer.xds import SnapshotCache, StatusBook
 
 
@@ -65,6 +79,7 @@ class ControlPlane:
                 return problems
         try:
             instances = place(config, self.state, self._allocate)
+            gateway_ports = place_gateways(config, self.state, self._allocate)
         except PortsExhausted as exc:
             return [Problem("GSM0205", str(exc), hint="free some ports or pass --first-port")]
         # New instances get traffic only once their app is ready (``set_serving``).
@@ -72,14 +87,22 @@ class ControlPlane:
         previous = self.state.not_serving if self.state else frozenset()
         names_now = {i.name for i in instances}
         not_serving = (previous & names_now) | (names_now - known)
-        state = MeshState(config, instances, frozenset(not_serving))
+        state = MeshState(config, instances, frozenset(not_serving), gateway_ports)
         try:
-            snapshots = {i.name: translate(state, i.name) for i in instances}
+            snapshots = self._translate_all(state)
         except InconsistentSnapshot as exc:
             return [
                 Problem("GSM0900", f"internal translation error: {exc}", hint="please report this")
             ]
         return Proposal(state, snapshots, tuple(problems))
+
+    @staticmethod
+    def _translate_all(state: MeshState) -> dict[str, Snapshot]:
+        """A snapshot for every sidecar and every gateway, by node id."""
+        snapshots = {i.name: translate(state, i.name) for i in state.instances}
+        for gateway in state.config.gateways:
+            snapshots[gateway.node_id] = translate_gateway(state, gateway.name)
+        return snapshots
 
     def unchanged(self, proposal: Proposal) -> bool:
         """Whether applying ``proposal`` would change nothing, not even where things came from."""
@@ -90,7 +113,11 @@ class ControlPlane:
         def origins(c: MeshConfig) -> list[Origin | None]:
             return [w.origin for w in c.workloads] + [r.origin for r in c.routes]
 
-        return old == new and origins(old) == origins(new)
+        return (
+            old == new
+            and origins(old) == origins(new)
+            and self.state.gateway_admin_ports == proposal.state.gateway_admin_ports
+        )
 
     def reject(self, problems: list[Problem]) -> None:
         self.rejection = Rejection(time.time(), tuple(problems))
@@ -120,7 +147,8 @@ class ControlPlane:
             return []
         state = dataclasses.replace(self.state, not_serving=frozenset(current))
         self.state = state
-        return [i.name for i in state.instances if self.cache.set(i.name, translate(state, i.name))]
+        snapshots = self._translate_all(state)
+        return [node for node, snapshot in snapshots.items() if self.cache.set(node, snapshot)]
 
     async def wait_synced(self, node_id: str, timeout_s: float) -> bool:
         """Whether the proxy applies its current snapshot within ``timeout_s``."""

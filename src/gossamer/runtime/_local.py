@@ -21,7 +21,7 @@ from pathlib import Path
 from gossamer.model import Instance, MeshConfig, MeshState, Problem, Workload
 from gossamer.runtime._controlplane import ControlPlane, Proposal
 from gossamer.runtime._ports import PortAllocator, port_free
-from gossamer.sidecar import InstanceRunner, StartError, XdsApi, app_path
+from gossamer.sidecar import GatewayRunner, InstanceRunner, StartError, XdsApi, app_path
 from gossamer.sources import load_sources, watch
 
 log = logging.getLogger("gossamer.up")
@@ -85,16 +85,56 @@ def preflight(config: MeshConfig) -> list[Problem]:
     return problems
 
 
+def gateway_preflight(config: MeshConfig, running: MeshConfig | None) -> list[Problem]:
+    """Gateway listener ports must be free (unless a running gateway already holds them),
+    and TLS certificate files must exist."""
+    held = {lst.port for g in (running.gateways if running else ()) for lst in g.listeners}
+    problems = []
+    for gateway in config.gateways:
+        for i, lst in enumerate(gateway.listeners):
+            field = f"spec.listeners[{i}]"
+            if lst.port not in held and not port_free(lst.port, gateway.address):
+                problems.append(
+                    Problem.at(
+                        gateway.origin,
+                        "GSM0206",
+                        f"port {lst.port} is already in use on {gateway.address}",
+                        field=f"{field}.port",
+                        hint="choose a free port for this listener, or stop what listens there",
+                    )
+                )
+            for what, path in (
+                ("certificate", lst.certificate_file),
+                ("key", lst.private_key_file),
+            ):
+                if path and not Path(path).is_file():
+                    problems.append(
+                        Problem.at(
+                            gateway.origin,
+                            "GSM0207",
+                            f"TLS {what} file `{path}` does not exist",
+                            field=f"{field}.tls.options",
+                            hint="paths are relative to the file that declares the Gateway",
+                        )
+                    )
+    return problems
+
+
 class LocalMesh:
     def __init__(self, options: LocalOptions) -> None:
         self.options = options
-        self.control = ControlPlane(PortAllocator(options.first_port), preflight)
+        self.control = ControlPlane(PortAllocator(options.first_port), self._preflight)
         self.runners: dict[str, InstanceRunner] = {}
+        self.gateways: dict[str, GatewayRunner] = {}
         self.started_at = time.time()
         self._apply_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.events: list[dict[str, object]] = []
         """Recent notable events (rejections, start failures), newest last, bounded."""
+
+    def _preflight(self, config: MeshConfig) -> list[Problem]:
+        running = self.control.state.config if self.control.state else None
+        return preflight(config) + gateway_preflight(config, running)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -174,9 +214,42 @@ class LocalMesh:
             by_workload.setdefault(runner.instance.workload, []).append(runner)
         rolling = [self._roll(runners, wanted, state) for runners in by_workload.values()]
         results = await asyncio.gather(*starts, *rolling, *stops)
-        problems = [p for p in results[: len(starts) + len(rolling)] if isinstance(p, Problem)]
+        problems = [p for p in results if isinstance(p, Problem)]
+        problems += await self._reconcile_gateways(state)
         if problems and initial:
             raise StartupFailed(problems)
+
+    async def _reconcile_gateways(self, state: MeshState) -> list[Problem]:
+        """Start declared gateways, stop removed ones. Listener and route changes arrive
+        over xDS, so a running gateway is never restarted."""
+        wanted = {g.name: g for g in state.config.gateways}
+        admin = dict(state.gateway_admin_ports)
+        for name in [n for n in self.gateways if n not in wanted]:
+            await self.gateways.pop(name).stop()
+        problems = []
+        for name, gateway in wanted.items():
+            if name in self.gateways:
+                continue
+            runner = GatewayRunner(
+                name,
+                gateway.node_id,
+                admin[name],
+                state_dir=self.options.state_dir,
+                xds_host=self.options.host,
+                xds_port=self.options.xds_port,
+                xds_api=self.options.xds_api,
+                wait_synced=self.control.wait_synced,
+                config_timeout_s=self.options.config_timeout_s,
+                base_env={**os.environ, **self.options.extra_env},
+            )
+            self.gateways[name] = runner
+            try:
+                await runner.start()
+            except (StartError, RuntimeError) as exc:
+                self.note("start-failed", str(exc), gateway=name)
+                log.error("%s", exc)
+                problems.append(Problem.at(gateway.origin, "GSM0203", str(exc), field="spec"))
+        return problems
 
     async def _roll(
         self, runners: list[InstanceRunner], wanted: dict[str, Instance], state: MeshState
@@ -219,8 +292,9 @@ class LocalMesh:
 
     async def wait_all_synced(self, timeout_s: float) -> bool:
         """Whether every proxy applied its current config within ``timeout_s``."""
+        nodes = [*self.runners, *(g.node_id for g in self.gateways.values())]
         results = await asyncio.gather(
-            *(self.control.wait_synced(name, timeout_s) for name in self.runners)
+            *(self.control.wait_synced(node, timeout_s) for node in nodes)
         )
         return all(results)
 
@@ -233,8 +307,14 @@ class LocalMesh:
     async def stop(self) -> None:
         """Stop every instance: apps first (their sidecars still carry their calls)."""
         runners = list(self.runners.values())
+        gateways = list(self.gateways.values())
         self.runners.clear()
-        await asyncio.gather(*(r.stop(drain_s=None) for r in runners), return_exceptions=True)
+        self.gateways.clear()
+        await asyncio.gather(
+            *(g.stop() for g in gateways),
+            *(r.stop(drain_s=None) for r in runners),
+            return_exceptions=True,
+        )
 
     def write_state_file(self) -> None:
         self.options.state_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +339,7 @@ class LocalMesh:
             for r in self.runners.values()
             for pid in (r.app.pid, r.envoy.pid)
             if pid is not None
-        ]
+        ] + [g.envoy.pid for g in self.gateways.values() if g.envoy.pid is not None]
         with contextlib.suppress(OSError):
             (self.options.state_dir / "pids").write_text("\n".join(map(str, pids)))
 
@@ -319,6 +399,21 @@ class LocalMesh:
                 for s in (state.config.services() if state else ())
             ],
             "routes": [r.name for r in state.config.routes] if state else [],
+            "gateways": [
+                {
+                    **g.describe(),
+                    "listeners": [
+                        {"name": lst.name, "port": lst.port, "protocol": lst.protocol.value}
+                        for lst in (
+                            state.config.gateway(g.name).listeners  # type: ignore[union-attr]
+                            if state and state.config.gateway(g.name)
+                            else ()
+                        )
+                    ],
+                    "proxy": control.book.summary(g.node_id),
+                }
+                for g in self.gateways.values()
+            ],
             "instances": instances,
             "events": self.events[-20:],
         }

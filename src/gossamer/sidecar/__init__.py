@@ -5,6 +5,7 @@ from gossamer.sidecar._envoy import EnvoyNotFound, envoy_command, envoy_path
 from gossamer.sidecar._instance import (
     AppNotReady,
     ConfigTimeout,
+    GatewayRunner,
     InstanceRunner,
     app_environment,
     app_path,
@@ -16,6 +17,7 @@ __all__ = [
     "AppNotReady",
     "ConfigTimeout",
     "EnvoyNotFound",
+    "GatewayRunner",
     "InstanceRunner",
     "ManagedProcess",
     "StartError",

@@ -272,3 +272,80 @@ class InstanceRunner:
             "app_last_exit": self.app.last_exit,
             "log": str(self.app.log_path),
         }
+
+
+class GatewayRunner:
+    """An ingress gateway: one Envoy, no app. Its listeners come over xDS like a sidecar's,
+    so a listener or route change never restarts it."""
+
+    def __init__(
+        self,
+        name: str,
+        node_id: str,
+        admin_port: int,
+        *,
+        state_dir: Path,
+        xds_host: str,
+        xds_port: int,
+        xds_api: XdsApi,
+        wait_synced: WaitSynced,
+        config_timeout_s: float = 30.0,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.node_id = node_id
+        self.admin_port = admin_port
+        self._wait_synced = wait_synced
+        self._config_timeout = config_timeout_s
+        config_path = state_dir / "envoy" / f"{node_id}.json"
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(
+            json.dumps(
+                bootstrap(
+                    node_id=node_id,
+                    cluster=name,
+                    admin_port=admin_port,
+                    xds_host=xds_host,
+                    xds_port=xds_port,
+                    api=xds_api,
+                    max_downstream_connections=downstream_connection_budget(),
+                ),
+                indent=2,
+            )
+        )
+        self.envoy = ManagedProcess(
+            f"{node_id}/envoy",
+            envoy_command(str(config_path)),
+            env=dict(base_env if base_env is not None else os.environ),
+            cwd=str(state_dir),
+            log_path=state_dir / "logs" / f"{node_id}.envoy.log",
+        )
+        self.state = "created"
+
+    async def start(self) -> None:
+        self.state = "starting"
+        await self.envoy.start()
+        if not await self._wait_synced(self.node_id, self._config_timeout):
+            await self.envoy.stop()
+            self.state = "failed"
+            raise ConfigTimeout(
+                f"gateway {self.name}: its Envoy did not apply its configuration within "
+                f"{self._config_timeout:.0f}s (see {self.envoy.log_path})"
+            )
+        self.state = "running"
+
+    async def stop(self) -> None:
+        self.state = "stopping"
+        await self.envoy.stop(2.0)
+        self.state = "stopped"
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "node": self.node_id,
+            "state": self.state,
+            "admin_port": self.admin_port,
+            "envoy_pid": self.envoy.pid,
+            "envoy_restarts": self.envoy.restarts,
+            "log": str(self.envoy.log_path),
+        }

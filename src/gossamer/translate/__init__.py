@@ -1,6 +1,14 @@
 """Pure translation of the mesh model into Envoy resources, and the snapshot they form."""
 
 from gossamer.translate import names
+from gossamer.translate._gateway import UnknownGateway, translate_gateway
+from gossamer.translate._simulate import (
+    HeaderToAdd,
+    SimRequest,
+    SimResult,
+    SimulationError,
+    simulate,
+)
 from gossamer.translate._snapshot import (
     CLUSTER,
     ENDPOINT,
@@ -13,20 +21,28 @@ from gossamer.translate._snapshot import (
     Snapshot,
 )
 from gossamer.translate._static import static_bootstrap
-from gossamer.translate._translate import UnknownProxy, translate
+from gossamer.translate._translate import EGRESS_DENIED_HEADER, UnknownProxy, translate
 
 __all__ = [
     "CLUSTER",
+    "EGRESS_DENIED_HEADER",
     "ENDPOINT",
     "LISTENER",
     "PUSH_ORDER",
     "ROUTE",
     "SHORT_NAMES",
+    "HeaderToAdd",
     "InconsistentSnapshot",
     "Resource",
+    "SimRequest",
+    "SimResult",
+    "SimulationError",
     "Snapshot",
+    "UnknownGateway",
     "UnknownProxy",
     "names",
+    "simulate",
     "static_bootstrap",
     "translate",
+    "translate_gateway",
 ]

@@ -1,49 +1,59 @@
-"""``(MeshState, proxy) -> Snapshot``: the whole of translation, as a pure function.
+"""``(MeshState, proxy) -> Snapshot`` for a sidecar: the whole of its translation, pure.
 
 A sidecar gets:
 - an inbound listener per port of its workload, forwarding to the local app;
 - one outbound HTTP listener that the app uses as its HTTP proxy (``HTTP_PROXY``), whose
-  virtual hosts are the mesh's services (``http://orders/`` or ``http://orders:8080/``);
-- an outbound local port per TCP service port;
+  virtual hosts are the mesh's services (``http://orders/`` or ``http://orders:8080/``)
+  and the declared external services; other hosts follow the mesh's outbound policy;
+- an outbound local port per TCP service port (mesh or external);
 - an EDS cluster per service port and the endpoints behind it (sidecar inbound ports).
-
-Every route carries an explicit timeout: the route's own, or the mesh default, never
-Envoy's hidden 15 s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from gossamer.model import (
-    BackendRef,
-    HTTPRoute,
+    ExternalPort,
+    ExternalService,
     Instance,
     MeshState,
-    PathMatchType,
+    OutboundPolicy,
+    ParentKind,
     Port,
-    RouteMatch,
-    RouteRule,
-    Service,
 )
 from gossamer.translate import names
-from gossamer.translate._snapshot import (
-    CLUSTER,
-    ENDPOINT,
-    LISTENER,
-    ROUTE,
-    Resource,
-    Snapshot,
+from gossamer.translate._blocks import (
+    address,
+    fault_filter,
+    hcm,
+    http2_options,
+    listener,
+    rds,
+    service_clusters,
+    tcp_proxy,
 )
+from gossamer.translate._routes import (
+    candidates,
+    default_route,
+    duration,
+    route_entry,
+    service_cluster,
+    uses_fault,
+)
+from gossamer.translate._snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource, Snapshot
 
-_HCM = (
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
-    "HttpConnectionManager"
+DFP_FILTER = "envoy.filters.http.dynamic_forward_proxy"
+_DFP_FILTER_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig"
 )
-_TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-_HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_DFP_CLUSTER_TYPE = (
+    "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig"
+)
+_DNS_CACHE = {"name": "gossamer_egress", "dns_lookup_family": "V4_PREFERRED"}
+_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+EGRESS_DENIED_HEADER = "x-gossamer-egress"
 
 
 class UnknownProxy(LookupError):
@@ -58,81 +68,30 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
     workload = state.config.workload(instance.workload)
     if workload is None:
         raise UnknownProxy(proxy)
-    services = state.config.services()
-    by_type: dict[str, list[Resource]] = {CLUSTER: [], ENDPOINT: [], LISTENER: [], ROUTE: []}
-
-    connect = _duration(state.config.settings.connect_timeout_ms)
-    for svc in services:
-        for port in svc.ports:
-            name = names.outbound_cluster(svc.name, port.port)
-            by_type[CLUSTER].append(Resource(name, _eds_cluster(name, port, connect)))
-            by_type[ENDPOINT].append(Resource(name, _load_assignment(name, state, svc, port)))
-
+    clusters, endpoints = service_clusters(state)
+    by_type: dict[str, list[Resource]] = {
+        CLUSTER: clusters,
+        ENDPOINT: endpoints,
+        LISTENER: [],
+        ROUTE: [],
+    }
+    connect = duration(state.config.settings.connect_timeout_ms)
+    for ext in state.config.external_services:
+        for ext_port in ext.ports:
+            by_type[CLUSTER].append(_external_cluster(ext, ext_port, connect))
+    if state.config.settings.outbound_policy is OutboundPolicy.ALLOW_ANY:
+        by_type[CLUSTER].append(_passthrough_cluster(connect))
     for port in workload.ports:
         by_type[CLUSTER].append(_inbound_cluster(instance, port, connect))
         by_type[LISTENER].append(_inbound_listener(instance, port))
-
-    by_type[LISTENER].append(_outbound_http_listener(instance))
-    by_type[ROUTE].append(_outbound_routes(state, services))
+    by_type[LISTENER].append(_outbound_http_listener(state, instance))
+    by_type[ROUTE].append(_outbound_routes(state))
     for service, service_port, local_port in instance.outbound_tcp_ports:
-        by_type[LISTENER].append(
-            _outbound_tcp_listener(instance, service, service_port, local_port)
-        )
+        name = names.outbound_tcp_listener(service, service_port)
+        cluster = names.outbound_cluster(service, service_port)
+        chain = {"filters": [tcp_proxy(name, cluster)]}
+        by_type[LISTENER].append(listener(name, instance.address, local_port, [chain]))
     return Snapshot.build(by_type)
-
-
-def _duration(ms: int) -> str:
-    if ms % 1000 == 0:
-        return f"{ms // 1000}s"
-    return f"{ms / 1000:.3f}s"
-
-
-def _address(ip: str, port: int) -> dict[str, Any]:
-    return {"socket_address": {"address": ip, "port_value": port}}
-
-
-def _http2_options() -> dict[str, Any]:
-    return {
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": _HTTP_OPTIONS,
-            "explicit_http_config": {"http2_protocol_options": {}},
-        }
-    }
-
-
-def _eds_cluster(name: str, port: Port, connect_timeout: str) -> dict[str, Any]:
-    cluster: dict[str, Any] = {
-        "name": name,
-        "type": "EDS",
-        "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}},
-        "connect_timeout": connect_timeout,
-        "lb_policy": "ROUND_ROBIN",
-    }
-    if port.protocol.upstream_http2:
-        cluster["typed_extension_protocol_options"] = _http2_options()
-    return cluster
-
-
-def _load_assignment(name: str, state: MeshState, svc: Service, port: Port) -> dict[str, Any]:
-    by_zone: dict[str, list[dict[str, Any]]] = {}
-    for workload_name in svc.workloads:
-        workload = state.config.workload(workload_name)
-        if workload is None or workload.port(port.port) is None:
-            continue
-        for inst in state.instances_of(workload_name):
-            inbound = inst.inbound_port(port.port)
-            if inbound is None or inst.name in state.not_serving:
-                continue
-            by_zone.setdefault(workload.zone, []).append(
-                {"endpoint": {"address": _address(inst.address, inbound)}}
-            )
-    endpoints = []
-    for zone, lb_endpoints in sorted(by_zone.items()):
-        group: dict[str, Any] = {"lb_endpoints": lb_endpoints}
-        if zone:
-            group["locality"] = {"zone": zone}
-        endpoints.append(group)
-    return {"cluster_name": name, "endpoints": endpoints}
 
 
 def _inbound_cluster(instance: Instance, port: Port, connect_timeout: str) -> Resource:
@@ -146,48 +105,13 @@ def _inbound_cluster(instance: Instance, port: Port, connect_timeout: str) -> Re
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": _address("127.0.0.1", app_port)}}]}
+                {"lb_endpoints": [{"endpoint": {"address": address("127.0.0.1", app_port)}}]}
             ],
         },
     }
     if port.protocol.upstream_http2:
-        cluster["typed_extension_protocol_options"] = _http2_options()
+        cluster["typed_extension_protocol_options"] = http2_options()
     return Resource(name, cluster)
-
-
-def _listener(name: str, ip: str, port: int, network_filter: dict[str, Any]) -> Resource:
-    return Resource(
-        name,
-        {
-            "name": name,
-            "address": _address(ip, port),
-            # Never share a port silently with another process (ENVOY-FACTS: SO_REUSEPORT).
-            "enable_reuse_port": False,
-            "filter_chains": [{"filters": [network_filter]}],
-        },
-    )
-
-
-def _hcm(stat_prefix: str, routing: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": {
-            "@type": _HCM,
-            "stat_prefix": stat_prefix,
-            "codec_type": "AUTO",
-            **routing,
-            "http_filters": [
-                {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}}
-            ],
-        },
-    }
-
-
-def _tcp_proxy(stat_prefix: str, cluster: str) -> dict[str, Any]:
-    return {
-        "name": "envoy.filters.network.tcp_proxy",
-        "typed_config": {"@type": _TCP_PROXY, "stat_prefix": stat_prefix, "cluster": cluster},
-    }
 
 
 def _inbound_listener(instance: Instance, port: Port) -> Resource:
@@ -196,7 +120,7 @@ def _inbound_listener(instance: Instance, port: Port) -> Resource:
     name = names.inbound_listener(port.port)
     cluster = names.inbound_cluster(port.port)
     if not port.protocol.is_http:
-        return _listener(name, instance.address, listen, _tcp_proxy(name, cluster))
+        return listener(name, instance.address, listen, [{"filters": [tcp_proxy(name, cluster)]}])
     route_config = {
         "name": name,
         "virtual_hosts": [
@@ -210,155 +134,163 @@ def _inbound_listener(instance: Instance, port: Port) -> Resource:
             }
         ],
     }
-    return _listener(name, instance.address, listen, _hcm(name, {"route_config": route_config}))
+    chain = {"filters": [hcm(name, {"route_config": route_config})]}
+    return listener(name, instance.address, listen, [chain])
 
 
-def _outbound_http_listener(instance: Instance) -> Resource:
-    rds = {
-        "rds": {
-            "route_config_name": names.OUTBOUND_HTTP,
-            "config_source": {"ads": {}, "resource_api_version": "V3"},
-        }
-    }
-    return _listener(
-        names.OUTBOUND_HTTP,
-        instance.address,
-        instance.outbound_http_port,
-        _hcm("outbound_http", rds),
-    )
-
-
-def _outbound_tcp_listener(instance: Instance, service: str, port: int, local: int) -> Resource:
-    name = names.outbound_tcp_listener(service, port)
-    return _listener(
-        name,
-        instance.address,
-        local,
-        _tcp_proxy(name, names.outbound_cluster(service, port)),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    """One (route, rule, match) triple, sortable by Gateway API precedence."""
-
-    route: HTTPRoute
-    rule_index: int
-    rule: RouteRule
-    match: RouteMatch
-
-    def key(self) -> tuple[int, int, int, str, int]:
-        path = self.match.path
-        return (
-            0 if path.type is PathMatchType.EXACT else 1,
-            -len(path.value),
-            -len(self.match.headers),
-            self.route.name,
-            self.rule_index,
+def _outbound_http_listener(state: MeshState, instance: Instance) -> Resource:
+    filters = []
+    if uses_fault(state.config.routes):
+        filters.append(fault_filter())
+    if state.config.settings.outbound_policy is OutboundPolicy.ALLOW_ANY:
+        filters.append(
+            {
+                "name": DFP_FILTER,
+                "typed_config": {"@type": _DFP_FILTER_TYPE, "dns_cache_config": _DNS_CACHE},
+            }
         )
+    chain = {"filters": [hcm("outbound_http", rds(names.OUTBOUND_HTTP), filters)]}
+    return listener(names.OUTBOUND_HTTP, instance.address, instance.outbound_http_port, [chain])
 
 
-def _outbound_routes(state: MeshState, services: tuple[Service, ...]) -> Resource:
-    default_timeout = state.config.settings.default_request_timeout_ms
+def _outbound_routes(state: MeshState) -> Resource:
+    settings = state.config.settings
+    mesh_routes = [
+        r for r in state.config.routes if any(p.kind is ParentKind.SERVICE for p in r.parents)
+    ]
     virtual_hosts = []
-    for svc in services:
+    for svc in state.config.services():
         for port in svc.ports:
             if not port.protocol.is_http:
                 continue
-            candidates = sorted(
-                (
-                    _Candidate(route, i, rule, match)
-                    for route in state.config.routes
-                    if any(
-                        p.service == svc.name and p.port in (None, port.port) for p in route.parents
-                    )
-                    for i, rule in enumerate(route.rules)
-                    for match in rule.matches
+            found = candidates(
+                mesh_routes,
+                lambda route, svc=svc, port=port: any(  # type: ignore[misc]
+                    p.kind is ParentKind.SERVICE
+                    and p.service == svc.name
+                    and p.port in (None, port.port)
+                    for p in route.parents
                 ),
-                key=_Candidate.key,
             )
-            if candidates:
-                routes = [_route(c, default_timeout) for c in candidates]
-            else:
-                routes = [
-                    {
-                        "name": f"{svc.name}:{port.port}/default",
-                        "match": {"prefix": "/"},
-                        "route": {
-                            "cluster": names.outbound_cluster(svc.name, port.port),
-                            "timeout": _duration(default_timeout),
-                        },
-                    }
-                ]
-            domains = [f"{svc.name}:{port.port}"]
-            if port.port == 80:
-                domains.append(svc.name)
+            cluster = names.outbound_cluster(svc.name, port.port)
+            routes = (
+                [route_entry(c, settings, service_cluster) for c in found]
+                if found
+                else [default_route(f"{svc.name}:{port.port}/default", cluster, settings)]
+            )
             virtual_hosts.append(
                 {
                     "name": names.virtual_host(svc.name, port.port),
-                    "domains": domains,
+                    "domains": _domains([svc.name], port.port),
                     "routes": routes,
                 }
             )
-    virtual_hosts.append(
-        {
-            "name": "unknown",
-            "domains": ["*"],
-            "routes": [
-                {
-                    "match": {"prefix": "/"},
-                    "direct_response": {
-                        "status": 404,
-                        "body": {
-                            "inline_string": "gossamer: no service in the mesh serves this host\n"
-                        },
-                    },
-                }
-            ],
-        }
-    )
+    for ext in state.config.external_services:
+        for ext_port in ext.ports:
+            if ext_port.protocol.is_http:
+                cluster = names.outbound_cluster(ext.name, ext_port.port)
+                virtual_hosts.append(
+                    {
+                        "name": names.virtual_host(ext.name, ext_port.port),
+                        "domains": _domains(list(ext.hosts), ext_port.port),
+                        "routes": [
+                            default_route(f"{ext.name}:{ext_port.port}/default", cluster, settings)
+                        ],
+                    }
+                )
+    virtual_hosts.append(_catch_all(state))
     body = {"name": names.OUTBOUND_HTTP, "virtual_hosts": virtual_hosts}
     return Resource(names.OUTBOUND_HTTP, body)
 
 
-def _route(c: _Candidate, default_timeout_ms: int) -> dict[str, Any]:
-    path = c.match.path
-    match: dict[str, Any]
-    if path.type is PathMatchType.EXACT:
-        match = {"path": path.value}
-    elif path.value.rstrip("/") == "":
-        match = {"prefix": "/"}
+def _domains(hosts: list[str], port: int) -> list[str]:
+    out = []
+    for host in hosts:
+        out.append(f"{host}:{port}")
+        if port == 80:
+            out.append(host)
+    return out
+
+
+def _catch_all(state: MeshState) -> dict[str, Any]:
+    """Hosts the mesh does not know: forwarded (AllowAny) or refused (RegistryOnly)."""
+    settings = state.config.settings
+    if settings.outbound_policy is OutboundPolicy.ALLOW_ANY:
+        route = default_route("passthrough", names.PASSTHROUGH, settings)
     else:
-        # Gateway API prefixes match whole path elements: /api matches /api/x, not /apix.
-        match = {"path_separated_prefix": path.value.rstrip("/")}
-    if c.match.headers:
-        match["headers"] = [
-            {"name": h.name, "string_match": {"exact": h.value}} for h in c.match.headers
-        ]
-    timeouts = c.rule.timeouts
-    request_ms = default_timeout_ms if timeouts.request_ms is None else timeouts.request_ms
-    action: dict[str, Any] = _backends(c.rule.backends)
-    action["timeout"] = _duration(request_ms)
-    if timeouts.backend_request_ms is not None:
-        action["retry_policy"] = {
-            "num_retries": 0,
-            "per_try_timeout": _duration(timeouts.backend_request_ms),
+        route = {
+            "name": "egress-denied",
+            "match": {"prefix": "/"},
+            "direct_response": {
+                "status": 502,
+                "body": {
+                    "inline_string": "gossamer: egress denied: the mesh's outboundTrafficPolicy "
+                    "is RegistryOnly and no service or ExternalService has this host\n"
+                },
+            },
+            "response_headers_to_add": [
+                {
+                    "header": {"key": EGRESS_DENIED_HEADER, "value": "denied; policy=RegistryOnly"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
         }
-    return {"name": f"{c.route.name}/rule-{c.rule_index}", "match": match, "route": action}
+    return {"name": "unknown", "domains": ["*"], "routes": [route]}
 
 
-def _backends(backends: tuple[BackendRef, ...]) -> dict[str, Any]:
-    live = [b for b in backends if b.weight > 0]
-    if len(backends) == 1:
-        return {"cluster": names.outbound_cluster(backends[0].service, backends[0].port)}
-    return {
-        "weighted_clusters": {
-            "clusters": [
-                {"name": names.outbound_cluster(b.service, b.port), "weight": b.weight}
-                for b in live
-            ]
-        }
+def _passthrough_cluster(connect_timeout: str) -> Resource:
+    return Resource(
+        names.PASSTHROUGH,
+        {
+            "name": names.PASSTHROUGH,
+            "connect_timeout": connect_timeout,
+            "lb_policy": "CLUSTER_PROVIDED",
+            "cluster_type": {
+                "name": "envoy.clusters.dynamic_forward_proxy",
+                "typed_config": {"@type": _DFP_CLUSTER_TYPE, "dns_cache_config": _DNS_CACHE},
+            },
+        },
+    )
+
+
+def _external_cluster(ext: ExternalService, port: ExternalPort, connect_timeout: str) -> Resource:
+    name = names.outbound_cluster(ext.name, port.port)
+    targets = list(ext.addresses) or [ext.hosts[0]]
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC" if ext.addresses else "STRICT_DNS",
+        "connect_timeout": connect_timeout,
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": address(t, port.target_port)}} for t in targets
+                    ]
+                }
+            ],
+        },
     }
+    if not ext.addresses:
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    if port.tls is not None:
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": _TLS,
+                "sni": port.tls.sni,
+                "common_tls_context": {
+                    "validation_context": {
+                        "trusted_ca": {"filename": port.tls.ca_file or SYSTEM_CA_FILE},
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": port.tls.sni}}
+                        ],
+                    }
+                },
+            },
+        }
+    return Resource(name, cluster)
 
 
-__all__ = ["UnknownProxy", "translate"]
+__all__ = ["EGRESS_DENIED_HEADER", "UnknownProxy", "translate"]

@@ -41,3 +41,15 @@ def service_of(resource_name: str) -> str | None:
     if ":" in resource_name and "|" not in resource_name:
         return resource_name.split(":", 1)[0]
     return None
+
+
+PASSTHROUGH = "outbound|passthrough"
+"""The dynamic forward proxy cluster for hosts outside the mesh (AllowAny policy)."""
+
+
+def gateway_route_config(gateway: str, port: int) -> str:
+    return f"gateway|{gateway}|{port}"
+
+
+def gateway_listener(gateway: str, port: int) -> str:
+    return f"gateway|{gateway}|{port}"
