@@ -61,3 +61,35 @@ def test_status_without_a_mesh_says_so(tmp_path: Path) -> None:
     out = gossamer("status", "--api", "http://127.0.0.1:1", cwd=tmp_path)
     assert out.returncode == 3
     assert "no mesh answers at http://127.0.0.1:1" in out.stderr
+
+
+ROUTED = (
+    GOOD
+    + """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web}
+spec:
+  parentRefs: [{name: web, port: 80}]
+  rules:
+    - matches: [{path: {type: Exact, value: /slow}}]
+      backendRefs: [{name: web, port: 80}]
+      timeouts: {request: 60s}
+    - backendRefs: [{name: web, port: 80}]
+"""
+)
+
+
+def test_config_effective_shows_every_timeout_and_its_source(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text(ROUTED)
+    out = gossamer("config", "effective", "web", "-f", "mesh.yaml", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "timeout 60s (timeouts.request)" in out.stdout
+    assert "timeout 15s (built-in default, no Mesh resource)" in out.stdout
+    data = json.loads(
+        gossamer("config", "effective", "web", "-f", "mesh.yaml", "-o", "json", cwd=tmp_path).stdout
+    )
+    [port] = data["ports"]
+    assert [r["timeout"] for r in port["routes"]] == ["60s", "15s"]
+    missing = gossamer("config", "effective", "nope", "-f", "mesh.yaml", cwd=tmp_path)
+    assert missing.returncode == 1 and "no service `nope` (services: web)" in missing.stderr

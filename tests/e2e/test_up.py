@@ -178,6 +178,10 @@ def test_status_and_down_from_another_terminal(mesh_factory: Any) -> None:
     table = mesh.cli("status")
     assert table.returncode == 0
     assert "orders-v1-0" in table.stdout and "ADMIN" in table.stdout
+    effective = mesh.cli("config", "effective", "orders")
+    assert effective.returncode == 0, effective.stderr
+    assert "to orders-v1:80 100%, orders-v2:80 0%" in effective.stdout
+    assert "timeout 5s (timeouts.request)" in effective.stdout
     pids = set(mesh.pids_seen)
     down = subprocess.run(
         [sys.executable, "-m", "gossamer", "down", "--state-dir", str(mesh.state_dir)],

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from gossamer.api import load_config
+from gossamer.cli._client import NotRunning, api_base, call
 from gossamer.sources import load_sources
+from gossamer.translate import UnknownService, effective_routes
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -30,3 +32,62 @@ def validate(args: argparse.Namespace) -> int:
                 f"{len(config.routes)} routes"
             )
     return 0 if config is not None else 1
+
+
+def effective(args: argparse.Namespace) -> int:
+    """The routes callers of a service get, with every timeout and where it comes from."""
+    if args.file:
+        sources, problems = load_sources(Path(args.file))
+        config = None
+        if sources:
+            config, problems = load_config(sources)
+        if config is None:
+            for p in problems:
+                print(p, file=sys.stderr)
+            return 1
+        try:
+            data = effective_routes(config, args.service)
+        except UnknownService:
+            known = ", ".join(s.name for s in config.services())
+            print(f"error: no service `{args.service}` (services: {known})", file=sys.stderr)
+            return 1
+    else:
+        try:
+            data = call(api_base(args.state_dir, args.api), f"/api/v1/effective/{args.service}")
+        except NotRunning as exc:
+            print(f"error: {exc}; or pass -f PATH to read config files", file=sys.stderr)
+            return 3
+        if "error" in data:
+            print(
+                f"error: {data['error']} (services: {', '.join(data.get('services', []))})",
+                file=sys.stderr,
+            )
+            return 1
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+        return 0
+    print(
+        f"service {data['service']}: default request timeout {data['default_request_timeout']} "
+        f"({data['default_request_timeout_source']}); outbound policy "
+        f"{data['outbound_traffic_policy']}"
+    )
+    for port in data["ports"]:
+        print(f"port {port['port']} ({port['protocol']}):")
+        if not port["routes"]:
+            print("  tcp: proxied per connection, no HTTP routes")
+        for n, r in enumerate(port["routes"], 1):
+            print(f"  {n}. {r['match']}")
+            print(f"     from {r['route']}")
+            if "redirect" in r:
+                print(f"     redirect {r['redirect']}")
+                continue
+            print(f"     to {', '.join(r['backends'])}")
+            line = f"     timeout {r['timeout']} ({r['timeout_source']})"
+            if "per_try_timeout" in r:
+                line += f", per try {r['per_try_timeout']}"
+            print(line)
+            if "retries" in r:
+                print(f"     retries {r['retries']}")
+            if "filters" in r:
+                print(f"     filters {', '.join(r['filters'])}")
+    return 0

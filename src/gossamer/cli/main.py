@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("path")
     validate.add_argument("-o", "--output", choices=["text", "json"], default="text")
     validate.set_defaults(func=_config.validate)
+    config = sub.add_parser("config", help="inspect the mesh's config")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="WHAT")
+    eff = config_sub.add_parser(
+        "effective", help="a service's routes in match order, with every effective timeout"
+    )
+    eff.add_argument("service")
+    eff.add_argument("-f", "--file", help="read config files instead of the running mesh")
+    eff.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    with_target(eff)
+    eff.set_defaults(func=_config.effective)
     return parser
 
 

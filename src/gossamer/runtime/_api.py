@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gossamer.runtime._local import LocalMesh
+from gossamer.translate import UnknownService, effective_routes
 
 
 def make_app(mesh: LocalMesh) -> web.Application:
@@ -25,6 +26,19 @@ def make_app(mesh: LocalMesh) -> web.Application:
             status=200 if applied else 422,
         )
 
+    async def effective(request: web.Request) -> web.Response:
+        service = request.match_info["service"]
+        state = mesh.control.state
+        if state is None:
+            return web.json_response({"error": "the mesh has not started"}, status=503)
+        try:
+            return web.json_response(effective_routes(state.config, service))
+        except UnknownService:
+            known = [s.name for s in state.config.services()]
+            return web.json_response(
+                {"error": f"no service `{service}`", "services": known}, status=404
+            )
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
@@ -34,6 +48,7 @@ def make_app(mesh: LocalMesh) -> web.Application:
             web.get("/api/v1/status", status),
             web.post("/api/v1/shutdown", shutdown),
             web.post("/api/v1/reload", reload),
+            web.get("/api/v1/effective/{service}", effective),
             web.get("/healthz", healthz),
         ]
     )

@@ -1,6 +1,7 @@
 """Pure translation of the mesh model into Envoy resources, and the snapshot they form."""
 
 from gossamer.translate import names
+from gossamer.translate._effective import UnknownService, effective_routes
 from gossamer.translate._gateway import UnknownGateway, translate_gateway
 from gossamer.translate._simulate import (
     HeaderToAdd,
@@ -40,6 +41,8 @@ __all__ = [
     "Snapshot",
     "UnknownGateway",
     "UnknownProxy",
+    "UnknownService",
+    "effective_routes",
     "names",
     "simulate",
     "static_bootstrap",
