@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from meshkit import canary_mesh, get_via
@@ -82,3 +87,93 @@ def test_registry_only_denies_undeclared_hosts_and_allows_declared_ones(
     status, body = get_via(proxy, "http://payments.example/pay")
     assert status == 200, body
     assert isinstance(body, dict) and body["path"] == "/pay"
+
+
+CERTS = Path(__file__).resolve().parents[1] / "translate" / "testdata" / "in" / "certs"
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"tls": True, "path": self.path, "host": self.headers["host"]}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _tls_server() -> tuple[ThreadingHTTPServer, int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(CERTS / "tls.crt", CERTS / "tls.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
+
+
+def _tls_external(port: int, ca_file: Path) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "gossamer.dev/v1alpha1",
+            "kind": "ExternalService",
+            "metadata": {"name": "secure"},
+            "spec": {
+                "hosts": ["shop.example"],
+                "addresses": ["127.0.0.1"],
+                "ports": [
+                    {
+                        "port": 80,
+                        "protocol": "http",
+                        "targetPort": port,
+                        "tls": {"mode": "Originate", "caFile": str(ca_file)},
+                    }
+                ],
+            },
+        }
+    )
+
+
+def test_tls_origination_to_an_external_service(mesh_factory: Any, tmp_path: Path) -> None:
+    server, port = _tls_server()
+    try:
+        mesh = mesh_factory(
+            _mesh("RegistryOnly") + "---\n" + _tls_external(port, CERTS / "tls.crt")
+        )
+        proxy = mesh.instance("client-0")["outbound_http_port"]
+        # The app speaks plain HTTP to its sidecar; the sidecar speaks TLS (SNI and
+        # certificate checked against the CA file) to the external service.
+        status, body = get_via(proxy, "http://shop.example/secure")
+        assert status == 200, body
+        assert isinstance(body, dict) and body["tls"] is True and body["path"] == "/secure"
+        # With a CA that did not sign the server's certificate, nothing gets through.
+        other_ca = tmp_path / "other-ca.pem"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(tmp_path / "k.pem"),
+                "-out",
+                str(other_ca),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=other",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        revision = mesh.edit(_mesh("RegistryOnly") + "---\n" + _tls_external(port, other_ca))
+        mesh.wait_for(lambda s: s["revision"] > revision, what="new CA applied")
+        mesh.wait_for(lambda s: all(i["proxy"]["synced"] for i in s["instances"]), what="synced")
+        status, _ = get_via(proxy, "http://shop.example/secure")
+        assert status == 503
+    finally:
+        server.shutdown()
