@@ -111,7 +111,13 @@ class ControlPlane:
         old, new = self.state.config, proposal.state.config
 
         def origins(c: MeshConfig) -> list[Origin | None]:
-            return [w.origin for w in c.workloads] + [r.origin for r in c.routes]
+            return [
+                *(w.origin for w in c.workloads),
+                *(r.origin for r in c.routes),
+                *(g.origin for g in c.gateways),
+                *(e.origin for e in c.external_services),
+                c.settings.origin,
+            ]
 
         return (
             old == new
