@@ -18,7 +18,8 @@ log = logging.getLogger("gossamer.up")
 
 
 def instance_table(status: dict[str, object]) -> str:
-    """Service, instance, app port, sidecar ports and admin port, one row per instance."""
+    """Service, instance, app port, sidecar ports and admin port, one row per instance;
+    then one row per gateway with its listeners."""
     rows = [("SERVICES", "INSTANCE", "APP PORT", "SIDECAR PORTS", "ADMIN", "STATE")]
     for inst in status["instances"]:  # type: ignore[attr-defined]
         sidecar = [f"in {p}" for p in inst["inbound_ports"].values()]
@@ -36,6 +37,9 @@ def instance_table(status: dict[str, object]) -> str:
                 inst["state"],
             )
         )
+    for gw in status.get("gateways", ()):  # type: ignore[attr-defined]
+        listeners = " ".join(f"{lst['protocol'].lower()} {lst['port']}" for lst in gw["listeners"])
+        rows.append(("(gateway)", gw["node"], "-", listeners, str(gw["admin_port"]), gw["state"]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows

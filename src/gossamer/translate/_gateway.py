@@ -24,6 +24,15 @@ _DOWNSTREAM_TLS = (
 )
 
 
+_TLS_INSPECTOR = {
+    "name": "envoy.filters.listener.tls_inspector",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3."
+        "TlsInspector"
+    },
+}
+
+
 class UnknownGateway(LookupError):
     pass
 
@@ -56,9 +65,14 @@ def translate_gateway(state: MeshState, name: str) -> Snapshot:
         ]
         if on_port[0].protocol is ListenerProtocol.HTTP:
             chains = chains[:1]  # one HTTP chain serves every hostname on the port
-        by_type[LISTENER].append(
-            listener(names.gateway_listener(name, port), gateway.address, port, chains)
-        )
+        resource = listener(names.gateway_listener(name, port), gateway.address, port, chains)
+        if any("filter_chain_match" in c for c in chains):
+            # Choosing a chain by SNI needs the TLS inspector to read it first.
+            resource = Resource(
+                resource.name,
+                {**resource.body, "listener_filters": [_TLS_INSPECTOR]},
+            )
+        by_type[LISTENER].append(resource)
     return Snapshot.build(by_type)
 
 
