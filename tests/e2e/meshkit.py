@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop" / "shop.py"
 _next_first_port = [21000]
@@ -212,3 +214,83 @@ def start_mesh(tmp_path: Path, text: str, *extra: str) -> Mesh:
         time.sleep(0.1)
     proc.kill()
     raise AssertionError(f"gossamer up did not start in 60s:\n{mesh.output()}")
+
+
+# -- helpers for route tests: raw requests, the echo app's records, Envoy stats, cleanup --
+
+ECHO = Path(__file__).resolve().with_name("echo_app.py")
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    """Lower-cased names; repeated headers joined with ", "."""
+    body: Any
+    """Parsed JSON if the body is JSON, else the text."""
+    elapsed: float
+
+
+def request_via(
+    proxy_port: int,
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = 10,
+) -> Reply:
+    """One request through a sidecar's HTTP proxy, with any method; redirects are not
+    followed, and the status, headers and time taken are returned."""
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=timeout)
+    try:
+        start = time.monotonic()
+        conn.request(
+            method, url, body=body, headers={"Host": urlsplit(url).netloc, **(headers or {})}
+        )
+        resp = conn.getresponse()
+        data = resp.read().decode()
+        elapsed = time.monotonic() - start
+        merged: dict[str, str] = {}
+        for k, v in resp.getheaders():
+            k = k.lower()
+            merged[k] = f"{merged[k]}, {v}" if k in merged else v
+    finally:
+        conn.close()
+    parsed: Any = data
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(data)
+    return Reply(resp.status, merged, parsed, elapsed)
+
+
+def app_requests(app_port: int, path: str) -> dict[str, Any]:
+    """What an echo app recorded for ``path``: ``{"count": n, "requests": [last few]}``."""
+    conn = http.client.HTTPConnection("127.0.0.1", app_port, timeout=5)
+    try:
+        conn.request("GET", "/_requests?path=" + quote(path, safe=""))
+        data: dict[str, Any] = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    return data
+
+
+def admin_stats(admin_port: int) -> dict[str, int]:
+    """An Envoy's counters and gauges, by name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    out = {}
+    for line in lines:
+        name, _, value = line.partition(": ")
+        if value.isdigit():
+            out[name] = int(value)
+    return out
+
+
+def shutdown(mesh: Mesh) -> None:
+    """Stop a mesh and kill anything it started that is still alive (as ``mesh_factory``)."""
+    with contextlib.suppress(Exception):
+        mesh.stop(signal.SIGTERM)
+    for pid in mesh.pids_seen:
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)

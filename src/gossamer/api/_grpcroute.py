@@ -48,7 +48,9 @@ class MethodMatchSpec(Strict):
     def path(self) -> tuple[str, str]:
         """(HTTPRoute path match type, value) selecting these calls."""
         if self.type == "RegularExpression":
-            return "RegularExpression", f"/{self.service or '[^/]+'}/{self.method or '[^/]+'}"
+            # Group each part, so an alternation stays inside its own path segment.
+            service, method = self.service or "[^/]+", self.method or "[^/]+"
+            return "RegularExpression", f"/(?:{service})/(?:{method})"
         if self.service and self.method:
             return "Exact", f"/{self.service}/{self.method}"
         if self.service:

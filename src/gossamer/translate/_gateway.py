@@ -16,7 +16,13 @@ from gossamer.model import (
 )
 from gossamer.translate import names
 from gossamer.translate._blocks import fault_filter, hcm, listener, rds, service_clusters
-from gossamer.translate._routes import candidates, route_entry, service_cluster, uses_fault
+from gossamer.translate._routes import (
+    Listener,
+    candidates,
+    route_entry,
+    service_cluster,
+    uses_fault,
+)
 from gossamer.translate._snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource, Snapshot
 
 _DOWNSTREAM_TLS = (
@@ -143,11 +149,15 @@ def _route_config(
     virtual_hosts = []
     for host in sorted(by_host, key=lambda h: (h == "*", h)):
         found = candidates(by_host[host], lambda _r: True)
+        https = listeners[0].protocol is ListenerProtocol.HTTPS
+        where = Listener(port, "https" if https else "http", None if "*" in host else host)
         virtual_hosts.append(
             {
                 "name": f"{host}:{port}",
                 "domains": ["*"] if host == "*" else [host, f"{host}:{port}"],
-                "routes": [route_entry(c, state.config.settings, service_cluster) for c in found],
+                "routes": [
+                    route_entry(c, state.config.settings, service_cluster, where) for c in found
+                ],
             }
         )
     if not any(vh["domains"] == ["*"] for vh in virtual_hosts):

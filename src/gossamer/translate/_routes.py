@@ -91,7 +91,19 @@ def candidates(
     return sorted(found, key=Candidate.key)
 
 
-def route_entry(c: Candidate, settings: MeshSettings, cluster_of: ClusterOf) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """Where requests for a set of routes arrive: what a redirect keeps by default."""
+
+    port: int
+    scheme: str = "http"
+    host: str | None = None
+    """The host name without port, when it is known for the virtual host."""
+
+
+def route_entry(
+    c: Candidate, settings: MeshSettings, cluster_of: ClusterOf, listener: Listener
+) -> dict[str, Any]:
     """The Envoy route for one candidate."""
     entry: dict[str, Any] = {
         "name": f"{c.route.name}/{c.rule.name or f'rule-{c.rule_index}'}",
@@ -99,7 +111,7 @@ def route_entry(c: Candidate, settings: MeshSettings, cluster_of: ClusterOf) -> 
     }
     rule = c.rule
     if rule.redirect is not None:
-        entry["redirect"] = _redirect(rule.redirect, c.match)
+        entry["redirect"] = _redirect(rule.redirect, c.match, listener)
     else:
         entry["route"] = _action(c, settings, cluster_of)
     _add_headers(entry, "request", rule.request_headers)
@@ -172,14 +184,28 @@ def _path_rewrite(modifier: PathModifier, match: RouteMatch) -> dict[str, Any]:
     return _prefix_regex(match, modifier.value)
 
 
-def _redirect(redirect: Redirect, match: RouteMatch) -> dict[str, Any]:
+_WELL_KNOWN_PORTS = {"http": 80, "https": 443}
+
+
+def _redirect(redirect: Redirect, match: RouteMatch, listener: Listener) -> dict[str, Any]:
+    """Gateway API's port rule: an explicit port wins; else a new scheme brings its
+    well-known port; else the listener's port is kept. A well-known port for the scheme
+    is left out of the Location header, which Envoy does when the host is replaced."""
     out: dict[str, Any] = {"response_code": _REDIRECT_CODES[redirect.status_code]}
+    scheme = redirect.scheme or listener.scheme
     if redirect.scheme:
         out["scheme_redirect"] = redirect.scheme
-    if redirect.hostname:
-        out["host_redirect"] = redirect.hostname
     if redirect.port:
-        out["port_redirect"] = redirect.port
+        port = redirect.port
+    elif redirect.scheme:
+        port = _WELL_KNOWN_PORTS[redirect.scheme]
+    else:
+        port = listener.port
+    host = redirect.hostname or listener.host
+    if host is not None:
+        out["host_redirect"] = host  # replaces the Host header's host and drops its port
+    if port != _WELL_KNOWN_PORTS[scheme] or host is None:
+        out["port_redirect"] = port
     if redirect.path is not None:
         if redirect.path.type is PathModifierType.REPLACE_FULL_PATH:
             out["path_redirect"] = redirect.path.value

@@ -34,6 +34,7 @@ from gossamer.translate._blocks import (
     tcp_proxy,
 )
 from gossamer.translate._routes import (
+    Listener,
     candidates,
     default_route,
     duration,
@@ -174,7 +175,10 @@ def _outbound_routes(state: MeshState) -> Resource:
             )
             cluster = names.outbound_cluster(svc.name, port.port)
             routes = (
-                [route_entry(c, settings, service_cluster) for c in found]
+                [
+                    route_entry(c, settings, service_cluster, Listener(port.port, host=svc.name))
+                    for c in found
+                ]
                 if found
                 else [default_route(f"{svc.name}:{port.port}/default", cluster, settings)]
             )
