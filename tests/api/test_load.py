@@ -349,14 +349,14 @@ def test_missing_or_unrelated_kind_lists_supported_kinds() -> None:
     assert problem.message == "the document has no `kind`"
     assert problem.hint == (
         "supported kinds: ExternalService, FaultInjection, GRPCRoute, Gateway, HTTPRoute, "
-        "Mesh, RetryPolicy, Workload"
+        "Mesh, RetryPolicy, TrafficPolicy, Workload"
     )
 
     problem = only_problem(workload("web").replace("kind: Workload", "kind: Deployment"))
     assert problem.code == "GSM0003"
     assert problem.hint == (
         "supported kinds: ExternalService, FaultInjection, GRPCRoute, Gateway, HTTPRoute, "
-        "Mesh, RetryPolicy, Workload"
+        "Mesh, RetryPolicy, TrafficPolicy, Workload"
     )
 
 

@@ -26,6 +26,7 @@ from gossamer.api._extensions import (
 from gossamer.api._gateway import GatewayDoc
 from gossamer.api._grpcroute import GRPCRouteDoc
 from gossamer.api._httproute import HTTPRouteDoc
+from gossamer.api._policy import TrafficPolicyDoc
 from gossamer.api._workload import WorkloadDoc
 from gossamer.model import (
     MeshConfig,
@@ -45,6 +46,7 @@ Doc = (
     | MeshDoc
     | FaultInjectionDoc
     | RetryPolicyDoc
+    | TrafficPolicyDoc
 )
 _GATEWAY_API = "gateway.networking.k8s.io/v1"
 _GOSSAMER = "gossamer.dev/v1alpha1"
@@ -57,6 +59,7 @@ _KINDS: dict[str, tuple[str, type[Doc]]] = {
     "Mesh": (_GOSSAMER, MeshDoc),
     "FaultInjection": (_GOSSAMER, FaultInjectionDoc),
     "RetryPolicy": (_GOSSAMER, RetryPolicyDoc),
+    "TrafficPolicy": (_GOSSAMER, TrafficPolicyDoc),
 }
 
 
@@ -115,7 +118,7 @@ def _build(loaded: Loaded, settings: MeshSettings | None) -> MeshConfig | None:
     problems = loaded.problems
     refs = ExtensionRefs()
     meshes: list[tuple[MeshDoc, Origin]] = []
-    workloads, routes, gateways, externals = [], [], [], []
+    workloads, routes, gateways, externals, policies = [], [], [], [], []
     for p in loaded.docs:
         if isinstance(p.doc, FaultInjectionDoc):
             refs.faults[p.origin.name] = p.doc.to_fault()
@@ -131,6 +134,8 @@ def _build(loaded: Loaded, settings: MeshSettings | None) -> MeshConfig | None:
             gateways.append(doc.to_model(p.origin, p.base_dir))
         elif isinstance(doc, ExternalServiceDoc):
             externals.append(doc.to_model(p.origin, p.base_dir))
+        elif isinstance(doc, TrafficPolicyDoc):
+            policies.append(doc.to_model(p.origin, p.base_dir))
         elif isinstance(doc, HTTPRouteDoc | GRPCRouteDoc):
             route, route_problems = doc.to_model(p.origin, p.base_dir, refs)
             problems += route_problems
@@ -156,6 +161,7 @@ def _build(loaded: Loaded, settings: MeshSettings | None) -> MeshConfig | None:
         settings=settings or MeshSettings(),
         gateways=tuple(sorted(gateways, key=lambda g: g.name)),
         external_services=tuple(sorted(externals, key=lambda e: e.name)),
+        policies=tuple(sorted(policies, key=lambda p: p.name)),
     )
 
 

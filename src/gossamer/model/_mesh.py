@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, field
 
 from gossamer.model._origin import Origin
+from gossamer.model._policy import PolicyTargetKind, TrafficPolicy
 from gossamer.model._routing import HTTPRoute
 
 
@@ -184,6 +185,13 @@ class MeshConfig:
     settings: MeshSettings = MeshSettings()
     gateways: tuple[Gateway, ...] = ()
     external_services: tuple[ExternalService, ...] = ()
+    policies: tuple[TrafficPolicy, ...] = ()
+
+    def policy_for(
+        self, name: str, kind: PolicyTargetKind = PolicyTargetKind.SERVICE
+    ) -> TrafficPolicy | None:
+        """The policy attached to a service (or gateway); validation allows one at most."""
+        return next((p for p in self.policies if p.target_kind is kind and name in p.targets), None)
 
     def services(self) -> tuple[Service, ...]:
         """Services derived from workloads, sorted by name; ports are the union."""

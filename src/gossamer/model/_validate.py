@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 
 from gossamer.model._mesh import MeshConfig, Protocol, Service
+from gossamer.model._policy import PolicyTargetKind
 from gossamer.model._problems import Problem, Severity
 from gossamer.model._routing import (
     BackendRef,
@@ -42,6 +43,7 @@ def validate(config: MeshConfig) -> list[Problem]:
     problems += _check_routes(config, services)
     problems += _check_external(config, services)
     problems += _check_gateways(config)
+    problems += _check_policies(config, services)
     return problems
 
 
@@ -389,6 +391,113 @@ def _check_gateways(config: MeshConfig) -> list[Problem]:
                         f"port {lst.port} is already a listener port of gateway `{first}`",
                         field=f"spec.listeners[{i}].port",
                         hint="each gateway needs its own ports on this machine",
+                    )
+                )
+    return problems
+
+
+_COMPRESSED_TYPES = (
+    "image/",
+    "video/",
+    "audio/",
+    "application/zip",
+    "application/gzip",
+    "application/x-gzip",
+    "application/zstd",
+    "font/woff2",
+)
+
+
+def _check_policies(config: MeshConfig, services: dict[str, Service]) -> list[Problem]:
+    problems: list[Problem] = []
+    owner: dict[tuple[PolicyTargetKind, str], str] = {}
+    for policy in config.policies:
+        o = policy.origin
+        for i, target in enumerate(policy.targets):
+            field = f"spec.targetRefs[{i}].name"
+            if policy.target_kind is PolicyTargetKind.GATEWAY:
+                known = [g.name for g in config.gateways]
+            else:
+                known = list(services)
+            if target not in known:
+                problems.append(
+                    Problem.at(
+                        o,
+                        "GSM0115",
+                        f"target {policy.target_kind.value.lower()} `{target}` does not exist",
+                        field=field,
+                        hint=_did_you_mean(target, known),
+                    )
+                )
+                continue
+            first = owner.setdefault((policy.target_kind, target), policy.name)
+            if first != policy.name:
+                problems.append(
+                    Problem.at(
+                        o,
+                        "GSM0116",
+                        f"{policy.target_kind.value} `{target}` already has TrafficPolicy "
+                        f"`{first}`; two policies would disagree",
+                        field=field,
+                        hint="merge them into one TrafficPolicy",
+                    )
+                )
+            svc = services.get(target)
+            hc = policy.health_check
+            http_check = hc is not None and hc.http_path is not None
+            if svc is not None and http_check and not any(p.protocol.is_http for p in svc.ports):
+                problems.append(
+                    Problem.at(
+                        o,
+                        "GSM0120",
+                        f"an HTTP health check on `{target}`, which has only tcp ports",
+                        field="spec.healthCheck.http",
+                        hint="use `tcp: {}` for tcp services",
+                    )
+                )
+            if svc is not None and policy.locality is not None:
+                zoneless = [
+                    w
+                    for w in svc.workloads
+                    if (wl := config.workload(w)) is not None and not wl.zone
+                ]
+                if zoneless:
+                    problems.append(
+                        Problem.at(
+                            o,
+                            "GSM0118",
+                            f"locality routing for `{target}`, but workload(s) "
+                            f"{', '.join(zoneless)} declare no zone",
+                            field="spec.locality",
+                            hint="set spec.zone on every workload backing the service",
+                            severity=Severity.WARNING,
+                        )
+                    )
+        od = policy.outlier_detection
+        if od is not None and od.max_ejection_percent == 100:
+            problems.append(
+                Problem.at(
+                    o,
+                    "GSM0117",
+                    "outlier detection may eject every endpoint (maxEjectionPercent 100), "
+                    "leaving callers with none",
+                    field="spec.outlierDetection.maxEjectionPercent",
+                    hint="keep some endpoints in rotation, e.g. 50",
+                    severity=Severity.WARNING,
+                )
+            )
+        comp = policy.compression
+        if comp is not None:
+            already = [t for t in comp.content_types if t.startswith(_COMPRESSED_TYPES)]
+            if already:
+                problems.append(
+                    Problem.at(
+                        o,
+                        "GSM0119",
+                        f"compressing content that is already compressed: {already}",
+                        field="spec.compression.contentTypes",
+                        hint="compression helps text, JSON, XML and JavaScript; remove these",
+                        severity=Severity.WARNING,
                     )
                 )
     return problems

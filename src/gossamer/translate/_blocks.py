@@ -7,6 +7,7 @@ from typing import Any
 
 from gossamer.model import MeshState, Port, Service
 from gossamer.translate import names
+from gossamer.translate._policy import localize, mesh_cluster
 from gossamer.translate._routes import FAULT_FILTER, HTTP_FAULT, duration
 from gossamer.translate._snapshot import Resource
 
@@ -81,29 +82,30 @@ def tcp_proxy(stat_prefix: str, cluster: str) -> dict[str, Any]:
     }
 
 
-def service_clusters(state: MeshState) -> tuple[list[Resource], list[Resource]]:
-    """An EDS cluster and its endpoints for every port of every mesh service."""
+def service_clusters(
+    state: MeshState, caller_zone: str = ""
+) -> tuple[list[Resource], list[Resource]]:
+    """An EDS cluster and its endpoints for every port of every mesh service, with each
+    service's TrafficPolicy applied, as seen from a caller in ``caller_zone``."""
     connect = duration(state.config.settings.connect_timeout_ms)
     clusters, endpoints = [], []
     for svc in state.config.services():
+        policy = state.config.policy_for(svc.name)
+        locality = policy.locality if policy else None
         for port in svc.ports:
             name = names.outbound_cluster(svc.name, port.port)
-            clusters.append(Resource(name, _eds_cluster(name, port, connect)))
-            endpoints.append(Resource(name, _load_assignment(name, state, svc, port)))
+            cluster = {
+                "name": name,
+                "type": "EDS",
+                "eds_cluster_config": {"eds_config": ADS},
+                "connect_timeout": connect,
+                "lb_policy": "ROUND_ROBIN",
+            }
+            clusters.append(Resource(name, mesh_cluster(cluster, port, policy)))
+            assignment = _load_assignment(name, state, svc, port)
+            assignment["endpoints"] = localize(assignment["endpoints"], locality, caller_zone)
+            endpoints.append(Resource(name, assignment))
     return clusters, endpoints
-
-
-def _eds_cluster(name: str, port: Port, connect_timeout: str) -> dict[str, Any]:
-    cluster: dict[str, Any] = {
-        "name": name,
-        "type": "EDS",
-        "eds_cluster_config": {"eds_config": ADS},
-        "connect_timeout": connect_timeout,
-        "lb_policy": "ROUND_ROBIN",
-    }
-    if port.protocol.upstream_http2:
-        cluster["typed_extension_protocol_options"] = http2_options()
-    return cluster
 
 
 def _load_assignment(name: str, state: MeshState, svc: Service, port: Port) -> dict[str, Any]:

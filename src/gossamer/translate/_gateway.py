@@ -13,9 +13,11 @@ from gossamer.model import (
     ListenerProtocol,
     MeshState,
     ParentKind,
+    PolicyTargetKind,
 )
 from gossamer.translate import names
 from gossamer.translate._blocks import fault_filter, hcm, listener, rds, service_clusters
+from gossamer.translate._policy import compression_filters
 from gossamer.translate._routes import (
     Listener,
     candidates,
@@ -61,6 +63,9 @@ def translate_gateway(state: MeshState, name: str) -> Snapshot:
         if any(p.kind is ParentKind.GATEWAY and p.name == name for p in r.parents)
     ]
     extra = [fault_filter()] if uses_fault(attached) else []
+    policy = state.config.policy_for(name, PolicyTargetKind.GATEWAY)
+    if policy is not None and policy.compression is not None:
+        extra += compression_filters(policy.compression)
     for port in ports:
         on_port = [lst for lst in gateway.listeners if lst.port == port]
         route_name = names.gateway_route_config(name, port)

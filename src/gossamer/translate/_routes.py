@@ -7,8 +7,8 @@ an explicit timeout (the rule's own or the mesh default), never Envoy's hidden 1
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from gossamer.model import (
@@ -93,12 +93,14 @@ def candidates(
 
 @dataclass(frozen=True, slots=True)
 class Listener:
-    """Where requests for a set of routes arrive: what a redirect keeps by default."""
+    """Where requests for a set of routes arrive (what a redirect keeps by default), and
+    the per-service hash policies routes to those services carry."""
 
     port: int
     scheme: str = "http"
     host: str | None = None
     """The host name without port, when it is known for the virtual host."""
+    hashes: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def route_entry(
@@ -114,6 +116,12 @@ def route_entry(
         entry["redirect"] = _redirect(rule.redirect, c.match, listener)
     else:
         entry["route"] = _action(c, settings, cluster_of)
+        hashed = next(
+            (listener.hashes[b.service] for b in rule.backends if b.service in listener.hashes),
+            None,
+        )
+        if hashed:
+            entry["route"]["hash_policy"] = hashed
     _add_headers(entry, "request", rule.request_headers)
     _add_headers(entry, "response", rule.response_headers)
     if rule.fault is not None:
@@ -121,12 +129,16 @@ def route_entry(
     return entry
 
 
-def default_route(name: str, cluster: str, settings: MeshSettings) -> dict[str, Any]:
-    return {
-        "name": name,
-        "match": {"prefix": "/"},
-        "route": {"cluster": cluster, "timeout": duration(settings.default_request_timeout_ms)},
+def default_route(
+    name: str, cluster: str, settings: MeshSettings, hashed: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "cluster": cluster,
+        "timeout": duration(settings.default_request_timeout_ms),
     }
+    if hashed:
+        action["hash_policy"] = hashed
+    return {"name": name, "match": {"prefix": "/"}, "route": action}
 
 
 def uses_fault(routes: Iterable[HTTPRoute]) -> bool:

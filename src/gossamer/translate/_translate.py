@@ -27,11 +27,17 @@ from gossamer.translate._blocks import (
     address,
     fault_filter,
     hcm,
-    http2_options,
     listener,
     rds,
     service_clusters,
     tcp_proxy,
+)
+from gossamer.translate._policy import (
+    APP_IDLE_TIMEOUT_MS,
+    DOWNSTREAM_IDLE_TIMEOUT_MS,
+    compression_filters,
+    protocol_options,
+    route_hashes,
 )
 from gossamer.translate._routes import (
     Listener,
@@ -69,7 +75,7 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
     workload = state.config.workload(instance.workload)
     if workload is None:
         raise UnknownProxy(proxy)
-    clusters, endpoints = service_clusters(state)
+    clusters, endpoints = service_clusters(state, workload.zone)
     by_type: dict[str, list[Resource]] = {
         CLUSTER: clusters,
         ENDPOINT: endpoints,
@@ -84,7 +90,7 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
         by_type[CLUSTER].append(_passthrough_cluster(connect))
     for port in workload.ports:
         by_type[CLUSTER].append(_inbound_cluster(instance, port, connect))
-        by_type[LISTENER].append(_inbound_listener(instance, port))
+        by_type[LISTENER].append(_inbound_listener(state, instance, port))
     by_type[LISTENER].append(_outbound_http_listener(state, instance))
     by_type[ROUTE].append(_outbound_routes(state))
     for service, service_port, local_port in instance.outbound_tcp_ports:
@@ -110,12 +116,14 @@ def _inbound_cluster(instance: Instance, port: Port, connect_timeout: str) -> Re
             ],
         },
     }
-    if port.protocol.upstream_http2:
-        cluster["typed_extension_protocol_options"] = http2_options()
+    if port.protocol.is_http:
+        cluster["typed_extension_protocol_options"] = protocol_options(
+            port.protocol.upstream_http2, APP_IDLE_TIMEOUT_MS
+        )
     return Resource(name, cluster)
 
 
-def _inbound_listener(instance: Instance, port: Port) -> Resource:
+def _inbound_listener(state: MeshState, instance: Instance, port: Port) -> Resource:
     listen = instance.inbound_port(port.port)
     assert listen is not None, f"placement gave {instance.name} no inbound port {port.port}"
     name = names.inbound_listener(port.port)
@@ -135,8 +143,24 @@ def _inbound_listener(instance: Instance, port: Port) -> Resource:
             }
         ],
     }
-    chain = {"filters": [hcm(name, {"route_config": route_config})]}
-    return listener(name, instance.address, listen, [chain])
+    workload = state.config.workload(instance.workload)
+    compression = next(
+        (
+            policy.compression
+            for svc in (workload.services if workload else ())
+            if (policy := state.config.policy_for(svc)) and policy.compression
+        ),
+        None,
+    )
+    manager = hcm(
+        name,
+        {
+            "route_config": route_config,
+            "common_http_protocol_options": {"idle_timeout": duration(DOWNSTREAM_IDLE_TIMEOUT_MS)},
+        },
+        compression_filters(compression) if compression else None,
+    )
+    return listener(name, instance.address, listen, [{"filters": [manager]}])
 
 
 def _outbound_http_listener(state: MeshState, instance: Instance) -> Resource:
@@ -160,6 +184,7 @@ def _outbound_routes(state: MeshState) -> Resource:
         r for r in state.config.routes if any(p.kind is ParentKind.SERVICE for p in r.parents)
     ]
     virtual_hosts = []
+    hashes = route_hashes(state.config)
     for svc in state.config.services():
         for port in svc.ports:
             if not port.protocol.is_http:
@@ -174,13 +199,15 @@ def _outbound_routes(state: MeshState) -> Resource:
                 ),
             )
             cluster = names.outbound_cluster(svc.name, port.port)
+            where = Listener(port.port, host=svc.name, hashes=hashes)
             routes = (
-                [
-                    route_entry(c, settings, service_cluster, Listener(port.port, host=svc.name))
-                    for c in found
-                ]
+                [route_entry(c, settings, service_cluster, where) for c in found]
                 if found
-                else [default_route(f"{svc.name}:{port.port}/default", cluster, settings)]
+                else [
+                    default_route(
+                        f"{svc.name}:{port.port}/default", cluster, settings, hashes.get(svc.name)
+                    )
+                ]
             )
             virtual_hosts.append(
                 {

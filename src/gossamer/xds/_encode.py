@@ -13,6 +13,11 @@ import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
 import envoy.config.listener.v3.listener_pb2 as listener_pb2
 import envoy.config.route.v3.route_pb2 as route_pb2
 import envoy.extensions.clusters.dynamic_forward_proxy.v3.cluster_pb2
+import envoy.extensions.compression.brotli.compressor.v3.brotli_pb2
+import envoy.extensions.compression.gzip.compressor.v3.gzip_pb2
+import envoy.extensions.compression.zstd.compressor.v3.zstd_pb2
+import envoy.extensions.filters.http.compressor.v3.compressor_pb2
+import envoy.extensions.filters.http.decompressor.v3.decompressor_pb2
 import envoy.extensions.filters.http.dynamic_forward_proxy.v3.dynamic_forward_proxy_pb2
 import envoy.extensions.filters.http.fault.v3.fault_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
