@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gossamer.api._common import Hostname, Metadata, Strict, check_regex
 from gossamer.api._extensions import ExtensionRefs
@@ -20,7 +20,8 @@ from gossamer.api._httproute import (
     RuleSpec,
     TimeoutsSpec,
     ValueMatchSpec,
-    rule_to_model,
+    route_to_model,
+    unique_parents,
 )
 from gossamer.model import HTTPRoute, Origin, Problem
 
@@ -106,6 +107,8 @@ class GRPCRouteSpec(Strict):
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
     rules: list[GRPCRuleSpec] = Field(min_length=1, max_length=64)
 
+    _unique_parents = field_validator("parentRefs")(unique_parents)
+
 
 class GRPCRouteDoc(Strict):
     apiVersion: Literal["gateway.networking.k8s.io/v1"]
@@ -117,16 +120,7 @@ class GRPCRouteDoc(Strict):
         self, origin: Origin, base_dir: str, refs: ExtensionRefs
     ) -> tuple[HTTPRoute | None, list[Problem]]:
         del base_dir
-        problems: list[Problem] = []
-        rules = tuple(
-            rule_to_model(r.as_http_rule(), f"spec.rules[{i}]", origin, refs, problems)
-            for i, r in enumerate(self.spec.rules)
+        rules = [r.as_http_rule() for r in self.spec.rules]
+        return route_to_model(
+            self.metadata.name, self.spec.parentRefs, self.spec.hostnames, rules, origin, refs
         )
-        route = HTTPRoute(
-            name=self.metadata.name,
-            parents=tuple(p.to_model() for p in self.spec.parentRefs),
-            rules=rules,
-            hostnames=tuple(self.spec.hostnames),
-            origin=origin,
-        )
-        return (None if problems else route), problems

@@ -378,12 +378,17 @@ class HTTPRouteSpec(Strict):
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16)
     rules: list[RuleSpec] = Field(min_length=1, max_length=64)
 
-    @model_validator(mode="after")
-    def _unique_parents(self) -> HTTPRouteSpec:
-        keys = [(p.kind, p.name, p.port, p.sectionName) for p in self.parentRefs]
-        if len(set(keys)) != len(keys):
-            raise ValueError("the same parentRef is listed twice")
-        return self
+    @field_validator("parentRefs")
+    @classmethod
+    def _unique_parents(cls, parents: list[ParentRefSpec]) -> list[ParentRefSpec]:
+        return unique_parents(parents)
+
+
+def unique_parents(parents: list[ParentRefSpec]) -> list[ParentRefSpec]:
+    keys = [(p.kind, p.name, p.port, p.sectionName) for p in parents]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the same parentRef is listed twice")
+    return parents
 
 
 class HTTPRouteDoc(Strict):
@@ -396,19 +401,37 @@ class HTTPRouteDoc(Strict):
         self, origin: Origin, base_dir: str, refs: ExtensionRefs
     ) -> tuple[HTTPRoute | None, list[Problem]]:
         del base_dir
-        problems: list[Problem] = []
-        rules = tuple(
-            rule_to_model(r, f"spec.rules[{i}]", origin, refs, problems)
-            for i, r in enumerate(self.spec.rules)
+        return route_to_model(
+            self.metadata.name,
+            self.spec.parentRefs,
+            self.spec.hostnames,
+            self.spec.rules,
+            origin,
+            refs,
         )
-        route = HTTPRoute(
-            name=self.metadata.name,
-            parents=tuple(p.to_model() for p in self.spec.parentRefs),
-            rules=rules,
-            hostnames=tuple(self.spec.hostnames),
-            origin=origin,
-        )
-        return (None if problems else route), problems
+
+
+def route_to_model(
+    name: str,
+    parents: list[ParentRefSpec],
+    hostnames: list[str],
+    rules: list[RuleSpec],
+    origin: Origin,
+    refs: ExtensionRefs,
+) -> tuple[HTTPRoute | None, list[Problem]]:
+    """A route (HTTPRoute, or a GRPCRoute already in HTTPRoute terms), or its problems."""
+    problems: list[Problem] = []
+    converted = tuple(
+        rule_to_model(r, f"spec.rules[{i}]", origin, refs, problems) for i, r in enumerate(rules)
+    )
+    route = HTTPRoute(
+        name=name,
+        parents=tuple(p.to_model() for p in parents),
+        rules=converted,
+        hostnames=tuple(hostnames),
+        origin=origin,
+    )
+    return (None if problems else route), problems
 
 
 def rule_to_model(
