@@ -322,3 +322,55 @@ def test_grpc_route_becomes_path_matches() -> None:
     assert config.routes[0].origin is not None and config.routes[0].origin.kind == "GRPCRoute"
     problem = only_error(grpc.replace("method: Get", "method: a.b"))
     assert "is not a gRPC service or method name" in problem.message
+
+
+def test_grpc_rule_name_is_checked_like_an_http_rule_name() -> None:
+    grpc = """
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: GRPCRoute
+    metadata: {name: g}
+    spec:
+      parentRefs: [{name: api, port: 80}]
+      rules:
+        - name: Bad_Name
+          backendRefs: [{name: api, port: 80}]
+    """
+    problem = only_error(grpc)
+    assert problem.field == "spec.rules[0].name"
+    assert "is not a valid name" in problem.message
+
+
+def test_external_service_may_not_share_a_service_name() -> None:
+    ext = """
+    apiVersion: gossamer.dev/v1alpha1
+    kind: ExternalService
+    metadata: {name: api}
+    spec:
+      hosts: [api.example.com]
+      ports: [{port: 80}]
+    """
+    problem = only_error(ext)
+    assert problem.code == "GSM0111" and problem.field == "metadata.name"
+
+
+def test_duplicate_extension_resources_and_double_references_are_errors() -> None:
+    fault = """
+    apiVersion: gossamer.dev/v1alpha1
+    kind: FaultInjection
+    metadata: {name: chaos}
+    spec: {abort: {httpStatus: 503}}
+    """
+    problem = only_error(fault, fault)
+    assert problem.code == "GSM0020" and problem.resource == "FaultInjection/chaos"
+    twice = route(
+        """
+        - filters:
+            - type: ExtensionRef
+              extensionRef: {group: gossamer.dev, kind: FaultInjection, name: chaos}
+            - type: ExtensionRef
+              extensionRef: {group: gossamer.dev, kind: FaultInjection, name: chaos}
+          backendRefs: [{name: api, port: 80}]
+        """
+    )
+    problem = only_error(twice, fault)
+    assert "a rule may reference one FaultInjection" in problem.message

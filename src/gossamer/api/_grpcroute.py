@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gossamer.api._common import Hostname, Metadata, Strict, check_regex
+from gossamer.api._common import Hostname, Metadata, Name, Strict, check_regex
 from gossamer.api._extensions import ExtensionRefs
 from gossamer.api._httproute import (
     BackendRefSpec,
@@ -68,7 +68,7 @@ _GRPC_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirr
 
 
 class GRPCRuleSpec(Strict):
-    name: str | None = None
+    name: Name | None = None
     matches: list[GRPCMatchSpec] = Field(
         default_factory=lambda: [GRPCMatchSpec()], min_length=1, max_length=64
     )

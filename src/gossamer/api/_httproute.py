@@ -353,6 +353,10 @@ class RuleSpec(Strict):
         for t in _SINGLE_FILTERS:
             if types.count(t) > 1:
                 raise ValueError(f"a rule may have one {t} filter")
+        extension_kinds = [f.extensionRef.kind for f in self.filters if f.extensionRef]
+        for kind in set(extension_kinds):
+            if extension_kinds.count(kind) > 1:
+                raise ValueError(f"a rule may reference one {kind}")
         if "RequestRedirect" in types and "URLRewrite" in types:
             raise ValueError(
                 "RequestRedirect and URLRewrite cannot be combined on one rule (Gateway API): "

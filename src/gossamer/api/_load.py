@@ -119,7 +119,21 @@ def _build(loaded: Loaded, settings: MeshSettings | None) -> MeshConfig | None:
     refs = ExtensionRefs()
     meshes: list[tuple[MeshDoc, Origin]] = []
     workloads, routes, gateways, externals, policies = [], [], [], [], []
+    seen: dict[tuple[str, str], Origin] = {}
     for p in loaded.docs:
+        if isinstance(p.doc, FaultInjectionDoc | RetryPolicyDoc):
+            key = (p.origin.kind, p.origin.name)
+            if key in seen:
+                problems.append(
+                    Problem.at(
+                        p.origin,
+                        "GSM0020",
+                        f"a {key[0]} named `{key[1]}` is already declared in {seen[key]}",
+                        field="metadata.name",
+                        hint="names are unique per kind; rename one of them",
+                    )
+                )
+            seen.setdefault(key, p.origin)
         if isinstance(p.doc, FaultInjectionDoc):
             refs.faults[p.origin.name] = p.doc.to_fault()
         elif isinstance(p.doc, RetryPolicyDoc):

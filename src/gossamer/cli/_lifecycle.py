@@ -55,6 +55,10 @@ def status(args: argparse.Namespace) -> int:
                 print(f"NACK {inst['name']} {type_name}: {t.get('error', '')[:300]}")
                 for origin in t.get("user_resources", []):
                     print(f"  from {origin}")
+    if data.get("warnings"):
+        print(f"\nrevision {data['revision']} applied with warnings:")
+        for p in data["warnings"]:
+            print("  " + str(Problem.from_dict(p)).replace("\n", "\n  "))
     rejected = data.get("rejected")
     if rejected:
         when = time.strftime("%H:%M:%S", time.localtime(rejected["at"]))

@@ -60,6 +60,7 @@ def _check_duplicates(config: MeshConfig) -> list[Problem]:
         ("GRPCRoute", [(r.name, r.origin) for r in config.routes if _kind(r) == "GRPCRoute"]),
         ("Gateway", [(g.name, g.origin) for g in config.gateways]),
         ("ExternalService", [(e.name, e.origin) for e in config.external_services]),
+        ("TrafficPolicy", [(p.name, p.origin) for p in config.policies]),
     ):
         for name, origin in items:
             key = (kind, name)
@@ -350,6 +351,16 @@ def _check_external(config: MeshConfig, services: dict[str, Service]) -> list[Pr
     problems = []
     claimed: dict[tuple[str, int], str] = {}
     for ext in config.external_services:
+        if ext.name in services:
+            problems.append(
+                Problem.at(
+                    ext.origin,
+                    "GSM0111",
+                    f"`{ext.name}` is also the name of a mesh service",
+                    field="metadata.name",
+                    hint="an ExternalService needs a name of its own; rename it",
+                )
+            )
         for h, host in enumerate(ext.hosts):
             if host in services:
                 problems.append(

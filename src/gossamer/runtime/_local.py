@@ -156,6 +156,8 @@ class LocalMesh:
         if not isinstance(proposal, Proposal):
             raise StartupFailed(proposal)
         self.control.publish(proposal)
+        for p in proposal.warnings:
+            log.warning("%s", p)
         try:
             await self._reconcile(proposal.state, initial=True)
         except StartupFailed:
