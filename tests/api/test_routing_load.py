@@ -374,3 +374,28 @@ def test_duplicate_extension_resources_and_double_references_are_errors() -> Non
     )
     problem = only_error(twice, fault)
     assert "a rule may reference one FaultInjection" in problem.message
+
+
+def test_services_of_one_workload_must_agree_on_compression() -> None:
+    shared = """
+    apiVersion: gossamer.dev/v1alpha1
+    kind: Workload
+    metadata: {name: shared}
+    spec:
+      services: [alpha, beta]
+      ports: [{port: 80}]
+      command: [python3, app.py]
+    """
+    policy = """
+    apiVersion: gossamer.dev/v1alpha1
+    kind: TrafficPolicy
+    metadata: {name: alpha}
+    spec:
+      targetRefs: [{name: alpha}%s]
+      compression: {algorithms: [br]}
+    """
+    problem = only_error(shared, policy % "")
+    assert problem.code == "GSM0121"
+    assert "backs `alpha` and `beta`" in problem.message
+    config, problems = load(shared, policy % ", {name: beta}")
+    assert config is not None, problems

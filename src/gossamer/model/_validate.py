@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 
 from gossamer.model._mesh import MeshConfig, Protocol, Service
-from gossamer.model._policy import PolicyTargetKind
+from gossamer.model._policy import PolicyTargetKind, TrafficPolicy
 from gossamer.model._problems import Problem, Severity
 from gossamer.model._routing import (
     BackendRef,
@@ -407,6 +407,33 @@ def _check_gateways(config: MeshConfig) -> list[Problem]:
     return problems
 
 
+def _check_shared_compression(config: MeshConfig, policy: TrafficPolicy) -> list[Problem]:
+    """Compression happens in a workload's sidecar, for every service it backs: they must
+    agree, or one service's setting would silently apply to another."""
+    problems = []
+    for target in policy.targets:
+        for w in config.workloads:
+            if target not in w.services:
+                continue
+            for other in w.services:
+                other_policy = config.policy_for(other)
+                theirs = other_policy.compression if other_policy else None
+                if theirs != policy.compression:
+                    problems.append(
+                        Problem.at(
+                            policy.origin,
+                            "GSM0121",
+                            f"workload `{w.name}` backs `{target}` and `{other}`, whose "
+                            "compression settings differ; one sidecar compresses for both",
+                            field="spec.compression",
+                            hint=f"give `{other}` the same compression (e.g. add it to this "
+                            "policy's targetRefs)",
+                        )
+                    )
+                    return problems
+    return problems
+
+
 _COMPRESSED_TYPES = (
     "image/",
     "video/",
@@ -498,6 +525,8 @@ def _check_policies(config: MeshConfig, services: dict[str, Service]) -> list[Pr
                 )
             )
         comp = policy.compression
+        if comp is not None and policy.target_kind is PolicyTargetKind.SERVICE:
+            problems += _check_shared_compression(config, policy)
         if comp is not None:
             already = [t for t in comp.content_types if t.startswith(_COMPRESSED_TYPES)]
             if already:

@@ -101,7 +101,7 @@ def service_clusters(
                 "connect_timeout": connect,
                 "lb_policy": "ROUND_ROBIN",
             }
-            clusters.append(Resource(name, mesh_cluster(cluster, port, policy)))
+            clusters.append(Resource(name, mesh_cluster(cluster, svc.name, port, policy)))
             assignment = _load_assignment(name, state, svc, port)
             assignment["endpoints"] = localize(assignment["endpoints"], locality, caller_zone)
             endpoints.append(Resource(name, assignment))

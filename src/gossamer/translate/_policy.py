@@ -67,7 +67,7 @@ def protocol_options(
 
 
 def mesh_cluster(
-    cluster: dict[str, Any], port: Port, policy: TrafficPolicy | None
+    cluster: dict[str, Any], service: str, port: Port, policy: TrafficPolicy | None
 ) -> dict[str, Any]:
     """A caller's cluster for a service port, with the service's policy applied."""
     pool = policy.connection_pool if policy else None
@@ -109,14 +109,18 @@ def mesh_cluster(
         cluster["lb_policy"] = _LB[policy.load_balancer]
     hc = policy.health_check
     if hc is not None:
+        # An HTTP check probes the service's HTTP ports; its tcp ports get a connect check.
         check: dict[str, Any] = {
             "timeout": duration(hc.timeout_ms),
             "interval": duration(hc.interval_ms),
+            # Without this Envoy checks a cluster that had no traffic yet once a minute.
+            "no_traffic_interval": duration(hc.interval_ms),
             "unhealthy_threshold": hc.unhealthy_threshold,
             "healthy_threshold": hc.healthy_threshold,
         }
-        if hc.http_path is not None:
-            check["http_health_check"] = {"path": hc.http_path}
+        if hc.http_path is not None and port.protocol.is_http:
+            # Envoy's default Host is the cluster name, which the receiving sidecar refuses.
+            check["http_health_check"] = {"path": hc.http_path, "host": service}
         else:
             check["tcp_health_check"] = {}
         cluster["health_checks"] = [check]
