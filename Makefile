@@ -44,9 +44,12 @@ goldens: $(STAMP)
 	$(BIN)/pytest -q tests/translate --update-goldens
 
 # Load generators and the upstream app for the data-plane benchmark (Debian packages).
+# bench/tcp.py also needs PostgreSQL (database `test`) and Redis running on loopback.
 bench-deps:
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx wrk)
+	@command -v pgbench >/dev/null && command -v psql >/dev/null && command -v redis-benchmark >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-contrib redis-tools)
 
 bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench.run

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -303,6 +304,8 @@ class WrkResult:
     duration_s: float
     errors: dict[str, int]
     histogram: dict[int, int] = field(default_factory=dict)
+    bytes_read: int = 0
+    """Bytes wrk read, headers and framing included (wrk's summary.bytes)."""
 
     @property
     def rps(self) -> float:
@@ -328,11 +331,13 @@ def run_wrk(
     rate: int = 0,
     max_requests: int,
     host: str | None = None,
+    headers: Sequence[str] = (),
 ) -> WrkResult:
     """Run wrk (one thread) against ``url``, paced to ``rate`` rps when rate > 0.
 
     Bounded in time by ``duration_s`` (and a hard subprocess timeout) and in count by
-    ``max_requests``, which the Lua script enforces.
+    ``max_requests``, which the Lua script enforces. ``headers`` are extra request
+    headers (``"Name: value"``), passed to wrk's ``-H``.
     """
     if not url.startswith(f"http://{LOOPBACK}:"):
         raise ValueError(f"benchmarks only send load to {LOOPBACK}: {url}")
@@ -348,6 +353,8 @@ def run_wrk(
     ]
     if host:
         args += ["-H", f"Host: {host}"]
+    for header in headers:
+        args += ["-H", header]
     args += [url, "--", str(rate), str(max_requests)]
     proc = subprocess.run(
         args,
@@ -371,6 +378,7 @@ def run_wrk(
         duration_s=int(data["duration_us"]) / 1e6,
         errors={k: int(v) for k, v in data["errors"].items()},
         histogram={int(v): int(c) for v, c in data["histogram"]},
+        bytes_read=int(data.get("bytes", 0)),
     )
 
 
@@ -444,3 +452,127 @@ def write_results(name: str, data: Mapping[str, Any], markdown: str) -> tuple[Pa
     json_path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     md_path.write_text(markdown)
     return json_path, md_path
+
+
+# --- gossamer up -------------------------------------------------------------------------
+
+
+def gossamer_cli() -> str:
+    """The ``gossamer`` CLI of the project's venv (or on $PATH)."""
+    beside = Path(sys.executable).parent / "gossamer"
+    found = str(beside) if beside.exists() else shutil.which("gossamer")
+    if found is None:
+        raise BenchError("the gossamer CLI is not installed: run `make install`")
+    return found
+
+
+class GossamerUp:
+    """A ``gossamer up`` of a mesh that a benchmark wrote, on free ports, with its state
+    in a temporary folder. Its status comes from the admin API (``/api/v1/status``).
+
+    Gossamer starts sidecars and apps in sessions of their own, so stopping ``gossamer up``
+    may not reach them: every Envoy and app pid seen in a status is remembered with its
+    command line and stopped on ``stop()`` if it still runs that command.
+    """
+
+    def __init__(self, mesh_yaml: str, *, watch: bool = False) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-gossamer-"))
+        self.api_port = free_port()
+        self._procs = Processes(self.workdir)
+        self._seen: dict[int, str] = {}
+        mesh_dir = self.workdir / "mesh"
+        mesh_dir.mkdir()
+        (mesh_dir / "mesh.yaml").write_text(mesh_yaml)
+        args = [
+            gossamer_cli(),
+            "up",
+            str(mesh_dir),
+            "--xds-port",
+            str(free_port()),
+            "--api-port",
+            str(self.api_port),
+            "--state-dir",
+            str(self.workdir / "state"),
+        ]
+        if not watch:
+            args.append("--no-watch")
+        self.up = self._procs.start("gossamer-up", args, cwd=self.workdir)
+
+    def status(self) -> dict[str, Any] | None:
+        """The mesh's status document, or None while the admin API has no answer."""
+        code, body = http_get(f"http://{LOOPBACK}:{self.api_port}/api/v1/status", timeout_s=5)
+        if code != 200:
+            return None
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        # A pid the status reports is Gossamer's process now: (re)record its command line,
+        # which changes when an app's command execs another program.
+        for inst in data.get("instances", []):
+            for key in ("envoy_pid", "app_pid"):
+                pid = inst.get(key) if isinstance(inst, dict) else None
+                if isinstance(pid, int) and pid > 0:
+                    cmdline = proc_cmdline(pid)
+                    if cmdline:
+                        self._seen[pid] = cmdline
+        return data
+
+    @staticmethod
+    def instance(status: Mapping[str, Any], workload: str) -> dict[str, Any] | None:
+        """The first instance of ``workload`` in ``status``."""
+        for inst in status.get("instances", []):
+            if isinstance(inst, dict) and inst.get("workload") == workload:
+                return inst
+        return None
+
+    def wait(
+        self, what: str, ready: Callable[[dict[str, Any]], bool], timeout_s: float = 60
+    ) -> dict[str, Any]:
+        """Poll the status until ``ready(status)``; the status that was ready."""
+        found: list[dict[str, Any]] = []
+
+        def check() -> bool:
+            if not self.up.alive():
+                raise BenchError(
+                    f"`gossamer up` exited {self.up.popen.returncode}:\n{self.up.log_tail()}"
+                )
+            status = self.status()
+            if status is not None and ready(status):
+                found.append(status)
+                return True
+            return False
+
+        try:
+            wait_until(what, check, timeout_s, interval_s=0.2)
+        except BenchError as exc:
+            raise BenchError(f"{exc}\ngossamer up log:\n{self.up.log_tail()}") from None
+        return found[0]
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.up.log_tail(lines)
+
+    def stop(self) -> None:
+        """Stop ``gossamer up``, then whatever it started that still runs; remove the
+        temporary folder."""
+        try:
+            if self.up.alive():
+                self.status()  # note pids of sidecars or apps restarted since the last look
+            self._procs.close()
+        finally:
+            for pid, cmdline in self._seen.items():
+                kill_pid(pid, cmdline)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def envoy_version_of(pid: int) -> str | None:
+    """The version (``1.40.0``) of the Envoy binary that process ``pid`` runs."""
+    try:
+        binary = str(Path(f"/proc/{pid}/exe").readlink())
+    except OSError:
+        return None
+    text = _first_line([binary, "--version"])
+    match = re.search(r"/(\d+\.\d+\.\d+)/", text) or re.search(r"version:\s*(\S+)", text)
+    return match.group(1) if match else None
