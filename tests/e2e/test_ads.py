@@ -91,10 +91,12 @@ async def test_nack_keeps_last_good_config_and_is_not_resent(api: str, tmp_path:
             )
         )
     )
+    (tmp_path / "access").mkdir()  # access logs go to access/<node>.log, like under `up`
     envoy = await asyncio.create_subprocess_exec(
         *envoy_command(str(config)),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        cwd=tmp_path,
     )
     try:
         await _until(lambda: book.synced(NODE))

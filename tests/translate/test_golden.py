@@ -72,15 +72,19 @@ def test_golden(case: str, request: pytest.FixtureRequest) -> None:
 
 
 def _validate(config: dict[str, object]) -> tuple[int, str]:
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
-        json.dump(config, f)
-        f.flush()
+    """Run the real Envoy's validation in a directory laid out like a proxy's working
+    directory: ``access/`` for access logs, ``testdata`` for the config's relative paths."""
+    with tempfile.TemporaryDirectory() as workdir:
+        (Path(workdir) / "access").mkdir()
+        (Path(workdir) / "testdata").symlink_to(DATA)
+        config_file = Path(workdir) / "envoy.json"
+        config_file.write_text(json.dumps(config))
         proc = subprocess.run(
-            [envoy_path(), "--mode", "validate", "-c", f.name, "--disable-hot-restart"],
+            [envoy_path(), "--mode", "validate", "-c", str(config_file), "--disable-hot-restart"],
             capture_output=True,
             text=True,
             timeout=60,
-            cwd=DATA.parent,  # config paths are relative to tests/translate
+            cwd=workdir,
         )
     return proc.returncode, proc.stdout[-2000:] + proc.stderr[-2000:]
 

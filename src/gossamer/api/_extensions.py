@@ -21,6 +21,7 @@ from gossamer.api._common import (
     relative_to,
 )
 from gossamer.model import (
+    AccessLogSettings,
     ExternalPort,
     ExternalService,
     Fault,
@@ -163,7 +164,15 @@ class OutboundSpec(Strict):
     mode: Literal["AllowAny", "RegistryOnly"] = "AllowAny"
 
 
+class AccessLogSpec(Strict):
+    enabled: bool = True
+    maxSizeKB: int = Field(default=10_240, ge=64, le=10_485_760)
+    maxFiles: int = Field(default=3, ge=1, le=100)
+    samplePercent: float = Field(default=100.0, ge=0, le=100)
+
+
 class MeshSpec(Strict):
+    accessLog: AccessLogSpec = Field(default_factory=AccessLogSpec)
     defaultRequestTimeout: str = "15s"
     connectTimeout: str = "1s"
     outboundTrafficPolicy: OutboundSpec = Field(default_factory=OutboundSpec)
@@ -192,6 +201,12 @@ class MeshDoc(Strict):
             default_request_timeout_ms=ms(s.defaultRequestTimeout) or 0,
             connect_timeout_ms=ms(s.connectTimeout) or 1000,
             outbound_policy=OutboundPolicy(s.outboundTrafficPolicy.mode),
+            access_log=AccessLogSettings(
+                enabled=s.accessLog.enabled,
+                max_bytes=s.accessLog.maxSizeKB * 1024,
+                max_files=s.accessLog.maxFiles,
+                sample_percent=s.accessLog.samplePercent,
+            ),
             origin=origin,
         )
 

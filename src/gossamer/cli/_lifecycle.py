@@ -11,8 +11,10 @@ import os
 import signal
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
+from gossamer.api import parse_duration_ms
 from gossamer.cli._client import NotRunning, api_base, call
 from gossamer.model import Problem
 from gossamer.runtime import LocalOptions, instance_table, run_up
@@ -122,4 +124,42 @@ def _kill_leftovers(state_dir: Path, why: str) -> int:
         with contextlib.suppress(FileNotFoundError):
             (state_dir / name).unlink()
     print(f"gossamer: `up` was not running; stopped {killed} leftover process group(s)")
+    return 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    params = {"status": args.status, "path": args.path, "flags": args.flags, "limit": args.limit}
+    if args.since:
+        try:
+            params["since"] = parse_duration_ms(args.since) / 1000
+        except ValueError as exc:
+            print(f"error: --since: {exc}", file=sys.stderr)
+            return 2
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v not in ("", None)})
+    try:
+        data = call(api_base(args.state_dir, args.api), f"/api/v1/logs/{args.service}?{query}")
+    except NotRunning as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    if "error" in data:
+        print(f"error: {data['error']}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+        return 0
+    for e in data["entries"]:
+        if e.get("kind") == "tcp":
+            print(
+                f"{e['start_time']} {e['node']} {e['direction']} tcp "
+                f"{e.get('upstream_cluster', '')} sent={e['bytes_sent']} "
+                f"received={e['bytes_received']} {e['duration_ms']}ms {e.get('response_flags')}"
+            )
+            continue
+        print(
+            f"{e['start_time']} {e['node']} {e['direction']} {e['method']} "
+            f"{e['authority']}{e['path']} {e['response_code']} {e.get('response_flags')} "
+            f"{e['duration_ms']}ms -> {e.get('upstream_host') or '-'}"
+        )
+    if data.get("unreadable_lines"):
+        print(f"({data['unreadable_lines']} unreadable lines skipped)", file=sys.stderr)
     return 0

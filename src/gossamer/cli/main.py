@@ -57,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("path")
     validate.add_argument("-o", "--output", choices=["text", "json"], default="text")
     validate.set_defaults(func=_config.validate)
+    logs = sub.add_parser("logs", help="a service's access log entries, from its own sink")
+    logs.add_argument("service")
+    logs.add_argument("--status", default="", help="a code (503) or a class (5xx)")
+    logs.add_argument("--path", default="", help="only paths starting with this")
+    logs.add_argument("--flags", default="", help="only entries whose response flags contain this")
+    logs.add_argument("--since", default=None, help="only this recent, e.g. 10m, 1h, 30s")
+    logs.add_argument("-n", "--limit", type=int, default=100)
+    logs.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    with_target(logs)
+    logs.set_defaults(func=_lifecycle.logs)
+
     config = sub.add_parser("config", help="inspect the mesh's config")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="WHAT")
     eff = config_sub.add_parser(

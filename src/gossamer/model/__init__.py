@@ -1,6 +1,7 @@
 """The pure mesh model: frozen dataclasses and the checks over them. No I/O."""
 
 from gossamer.model._mesh import (
+    AccessLogSettings,
     ExternalPort,
     ExternalService,
     Gateway,
@@ -61,6 +62,7 @@ from gossamer.model._routing import (
 from gossamer.model._validate import validate
 
 __all__ = [
+    "AccessLogSettings",
     "Algorithm",
     "BackendRef",
     "Compression",

@@ -95,6 +95,20 @@ class OutboundPolicy(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class AccessLogSettings:
+    """Per-request logs, written by every sidecar and gateway to a file of its own (never
+    the app's output), rotated by size."""
+
+    enabled: bool = True
+    max_bytes: int = 10 * 1024 * 1024
+    """A log file is rotated when it grows past this."""
+    max_files: int = 3
+    """Rotated files kept besides the current one."""
+    sample_percent: float = 100.0
+    """Share of successful requests logged; errors (status >= 400) are always logged."""
+
+
+@dataclass(frozen=True, slots=True)
 class MeshSettings:
     """Mesh-wide settings (the ``Mesh`` resource). Every default that shapes traffic lives
     here, visible; ``gossamer config effective`` shows where each applies."""
@@ -104,6 +118,7 @@ class MeshSettings:
     connect_timeout_ms: int = 1_000
     """Upstream TCP connect timeout for every cluster."""
     outbound_policy: OutboundPolicy = OutboundPolicy.ALLOW_ANY
+    access_log: AccessLogSettings = AccessLogSettings()
     origin: Origin | None = field(default=None, compare=False)
 
 

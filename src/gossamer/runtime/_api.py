@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gossamer.runtime._access import LogQuery
 from gossamer.runtime._local import LocalMesh
 from gossamer.translate import UnknownService, effective_routes
 
@@ -39,6 +40,21 @@ def make_app(mesh: LocalMesh) -> web.Application:
                 {"error": f"no service `{service}`", "services": known}, status=404
             )
 
+    async def logs(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            query = LogQuery(
+                status=q.get("status", ""),
+                path_prefix=q.get("path", ""),
+                flags=q.get("flags", ""),
+                since_s=float(q["since"]) if "since" in q else None,
+                limit=int(q.get("limit", "100")),
+            )
+        except ValueError:
+            return web.json_response({"error": "since and limit are numbers"}, status=400)
+        data = mesh.logs(request.match_info["service"], query)
+        return web.json_response(data, status=404 if "error" in data else 200)
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
@@ -49,6 +65,7 @@ def make_app(mesh: LocalMesh) -> web.Application:
             web.post("/api/v1/shutdown", shutdown),
             web.post("/api/v1/reload", reload),
             web.get("/api/v1/effective/{service}", effective),
+            web.get("/api/v1/logs/{service}", logs),
             web.get("/healthz", healthz),
         ]
     )

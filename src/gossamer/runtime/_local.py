@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gossamer.model import Instance, MeshConfig, MeshState, Problem, Workload
+from gossamer.runtime._access import LogQuery, read_entries, rotate_if_needed
 from gossamer.runtime._controlplane import ControlPlane, Proposal
 from gossamer.runtime._ports import PortAllocator, port_free
 from gossamer.sidecar import GatewayRunner, InstanceRunner, StartError, XdsApi, app_path
@@ -318,6 +319,39 @@ class LocalMesh:
             return_exceptions=True,
         )
 
+    def proxies(self) -> dict[str, int]:
+        """Every running proxy's node id and Envoy admin port."""
+        out = {name: r.instance.admin_port for name, r in self.runners.items()}
+        out.update({g.node_id: g.admin_port for g in self.gateways.values()})
+        return out
+
+    async def rotate_access_logs(self) -> list[str]:
+        state = self.control.state
+        if state is None:
+            return []
+        settings = state.config.settings.access_log
+        return await rotate_if_needed(
+            self.options.state_dir, self.proxies(), settings.max_bytes, settings.max_files
+        )
+
+    def logs(self, service: str, query: LogQuery) -> dict[str, object]:
+        state = self.control.state
+        if state is None:
+            return {"entries": [], "unreadable_lines": 0}
+        workloads = {s.name: s.workloads for s in state.config.services()}.get(service)
+        if workloads is None:
+            return {"error": f"no service `{service}`"}
+        own = {i.name for i in state.instances if i.workload in workloads}
+        entries, bad = read_entries(
+            self.options.state_dir,
+            self.proxies(),
+            state.config.settings.access_log.max_files,
+            f"||{service}",
+            own,
+            query,
+        )
+        return {"entries": entries, "unreadable_lines": bad}
+
     def write_state_file(self) -> None:
         self.options.state_dir.mkdir(parents=True, exist_ok=True)
         (self.options.state_dir / "up.json").write_text(
@@ -385,6 +419,7 @@ class LocalMesh:
             "config_path": str(self.options.config_path),
             "state_dir": str(self.options.state_dir),
             "log_dir": str(self.options.state_dir / "logs"),
+            "access_log_dir": str(self.options.state_dir / "access"),
             "xds": f"{self.options.host}:{self.options.xds_port} ({self.options.xds_api})",
             "revision": control.revision.number,
             "applied_at": control.revision.applied_at,

@@ -132,6 +132,13 @@ def _where_to_look(status: dict[str, Any], options: LocalOptions) -> str:
 
 
 async def _refresh_pids(mesh: LocalMesh) -> None:
+    """Once a second: the pid file, and access log rotation."""
     while True:
         mesh.write_pids()
+        try:
+            for node in await mesh.rotate_access_logs():
+                log.info("rotated the access log of %s", node)
+        except OSError as exc:
+            # A full disk or a vanished file must not stop the mesh; say it and go on.
+            log.error("access log rotation failed: %s", exc)
         await asyncio.sleep(1.0)

@@ -129,6 +129,8 @@ class InstanceRunner:
         self._ready_task: asyncio.Task[None] | None = None
         self._config_timeout = config_timeout_s
         logs = state_dir / "logs"
+        # Envoy runs in state_dir and writes access logs to access/<node>.log.
+        (state_dir / "access").mkdir(parents=True, exist_ok=True)
         config_path = state_dir / "envoy" / f"{instance.name}.json"
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config_path.write_text(
@@ -299,6 +301,7 @@ class GatewayRunner:
         self._config_timeout = config_timeout_s
         config_path = state_dir / "envoy" / f"{node_id}.json"
         config_path.parent.mkdir(parents=True, exist_ok=True)
+        (state_dir / "access").mkdir(parents=True, exist_ok=True)
         config_path.write_text(
             json.dumps(
                 bootstrap(

@@ -1,6 +1,7 @@
 """Pure translation of the mesh model into Envoy resources, and the snapshot they form."""
 
 from gossamer.translate import names
+from gossamer.translate._access_log import access_log_path
 from gossamer.translate._effective import UnknownService, effective_routes
 from gossamer.translate._gateway import UnknownGateway, translate_gateway
 from gossamer.translate._simulate import (
@@ -42,6 +43,7 @@ __all__ = [
     "UnknownGateway",
     "UnknownProxy",
     "UnknownService",
+    "access_log_path",
     "effective_routes",
     "names",
     "simulate",

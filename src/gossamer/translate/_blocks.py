@@ -48,22 +48,25 @@ def listener(name: str, ip: str, port: int, filter_chains: list[dict[str, Any]])
 
 
 def hcm(
-    stat_prefix: str, routing: dict[str, Any], extra_filters: list[dict[str, Any]] | None = None
+    stat_prefix: str,
+    routing: dict[str, Any],
+    extra_filters: list[dict[str, Any]] | None = None,
+    access_log: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """An HTTP connection manager; ``extra_filters`` run before the router."""
-    return {
-        "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": {
-            "@type": HCM,
-            "stat_prefix": stat_prefix,
-            "codec_type": "AUTO",
-            **routing,
-            "http_filters": [
-                *(extra_filters or []),
-                {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}},
-            ],
-        },
+    config: dict[str, Any] = {
+        "@type": HCM,
+        "stat_prefix": stat_prefix,
+        "codec_type": "AUTO",
+        **routing,
+        "http_filters": [
+            *(extra_filters or []),
+            {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}},
+        ],
     }
+    if access_log:
+        config["access_log"] = access_log
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
 
 
 def rds(route_config_name: str) -> dict[str, Any]:
@@ -75,11 +78,13 @@ def fault_filter() -> dict[str, Any]:
     return {"name": FAULT_FILTER, "typed_config": {"@type": HTTP_FAULT}}
 
 
-def tcp_proxy(stat_prefix: str, cluster: str) -> dict[str, Any]:
-    return {
-        "name": "envoy.filters.network.tcp_proxy",
-        "typed_config": {"@type": TCP_PROXY, "stat_prefix": stat_prefix, "cluster": cluster},
-    }
+def tcp_proxy(
+    stat_prefix: str, cluster: str, access_log: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    config: dict[str, Any] = {"@type": TCP_PROXY, "stat_prefix": stat_prefix, "cluster": cluster}
+    if access_log:
+        config["access_log"] = access_log
+    return {"name": "envoy.filters.network.tcp_proxy", "typed_config": config}
 
 
 def service_clusters(

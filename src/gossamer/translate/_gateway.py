@@ -16,6 +16,7 @@ from gossamer.model import (
     PolicyTargetKind,
 )
 from gossamer.translate import names
+from gossamer.translate._access_log import access_logs
 from gossamer.translate._blocks import fault_filter, hcm, listener, rds, service_clusters
 from gossamer.translate._policy import compression_filters
 from gossamer.translate._routes import (
@@ -66,12 +67,13 @@ def translate_gateway(state: MeshState, name: str) -> Snapshot:
     policy = state.config.policy_for(name, PolicyTargetKind.GATEWAY)
     if policy is not None and policy.compression is not None:
         extra += compression_filters(policy.compression)
+    logs = access_logs(state.config.settings.access_log, gateway.node_id, "ingress")
     for port in ports:
         on_port = [lst for lst in gateway.listeners if lst.port == port]
         route_name = names.gateway_route_config(name, port)
         by_type[ROUTE].append(_route_config(state, gateway, on_port, attached, route_name))
         chains = [
-            _filter_chain(lst, hcm(f"gateway_{name}_{port}", rds(route_name), extra))
+            _filter_chain(lst, hcm(f"gateway_{name}_{port}", rds(route_name), extra, logs))
             for lst in on_port
         ]
         if on_port[0].protocol is ListenerProtocol.HTTP:

@@ -23,6 +23,7 @@ from gossamer.model import (
     Port,
 )
 from gossamer.translate import names
+from gossamer.translate._access_log import access_logs
 from gossamer.translate._blocks import (
     address,
     fault_filter,
@@ -96,7 +97,8 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
     for service, service_port, local_port in instance.outbound_tcp_ports:
         name = names.outbound_tcp_listener(service, service_port)
         cluster = names.outbound_cluster(service, service_port)
-        chain = {"filters": [tcp_proxy(name, cluster)]}
+        logs = access_logs(state.config.settings.access_log, instance.name, "outbound", tcp=True)
+        chain = {"filters": [tcp_proxy(name, cluster, logs)]}
         by_type[LISTENER].append(listener(name, instance.address, local_port, [chain]))
     return Snapshot.build(by_type)
 
@@ -129,7 +131,9 @@ def _inbound_listener(state: MeshState, instance: Instance, port: Port) -> Resou
     name = names.inbound_listener(port.port)
     cluster = names.inbound_cluster(port.port)
     if not port.protocol.is_http:
-        return listener(name, instance.address, listen, [{"filters": [tcp_proxy(name, cluster)]}])
+        logs = access_logs(state.config.settings.access_log, instance.name, "inbound", tcp=True)
+        chain = {"filters": [tcp_proxy(name, cluster, logs)]}
+        return listener(name, instance.address, listen, [chain])
     route_config = {
         "name": name,
         "virtual_hosts": [
@@ -159,6 +163,7 @@ def _inbound_listener(state: MeshState, instance: Instance, port: Port) -> Resou
             "common_http_protocol_options": {"idle_timeout": duration(DOWNSTREAM_IDLE_TIMEOUT_MS)},
         },
         compression_filters(compression) if compression else None,
+        access_logs(state.config.settings.access_log, instance.name, "inbound"),
     )
     return listener(name, instance.address, listen, [{"filters": [manager]}])
 
@@ -174,7 +179,8 @@ def _outbound_http_listener(state: MeshState, instance: Instance) -> Resource:
                 "typed_config": {"@type": _DFP_FILTER_TYPE, "dns_cache_config": _DNS_CACHE},
             }
         )
-    chain = {"filters": [hcm("outbound_http", rds(names.OUTBOUND_HTTP), filters)]}
+    logs = access_logs(state.config.settings.access_log, instance.name, "outbound")
+    chain = {"filters": [hcm("outbound_http", rds(names.OUTBOUND_HTTP), filters, logs)]}
     return listener(names.OUTBOUND_HTTP, instance.address, instance.outbound_http_port, [chain])
 
 
