@@ -1,4 +1,6 @@
-"""What the benchmarks share: ports, child processes, /proc readings, wrk, results files.
+"""What the benchmarks share: ports, child processes, /proc and CPU readings around a run,
+wrk, machine info and results files, the median-of-quiet-rounds ratios, pieces of the
+Markdown reports, and a ``gossamer up`` on free ports.
 
 Every load generated here goes to 127.0.0.1 only, and every load run is bounded in time
 (wrk's -d plus a subprocess timeout) and in count (a request cap inside the wrk script).
@@ -6,6 +8,7 @@ Every load generated here goes to 127.0.0.1 only, and every load run is bounded 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import json
@@ -17,16 +20,17 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -34,6 +38,8 @@ REPO_DIR = BENCH_DIR.parent
 WRK_SCRIPT = BENCH_DIR / "_wrk.lua"
 LOOPBACK = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+T = TypeVar("T")
 
 
 class BenchError(RuntimeError):
@@ -75,10 +81,7 @@ class Child:
         return self.popen.poll() is None
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log, lines)
 
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the process group, then SIGKILL it if it outlives ``grace_s``."""
@@ -90,6 +93,14 @@ class Child:
         _signal_group(self.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=grace_s)
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ("" when it cannot be read)."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -244,27 +255,95 @@ def proc_cmdline(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
+def _all_pids() -> Iterator[int]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
 def pids_running(name: str) -> list[int]:
     """Pids of processes whose executable's base name is ``name`` (like ``pgrep -x``)."""
     out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                comm = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            if comm == name[:15]:
-                out.append(int(entry.name))
+    for pid in _all_pids():
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == name[:15]:
+            out.append(pid)
     return sorted(out)
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat from field 3 (state) on; OSError when it is gone."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    return text[text.rindex(")") + 2 :].split()
 
 
 def proc_cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (all threads), from /proc/<pid>/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = text[text.rindex(")") + 2 :].split()
+    fields = _stat_fields(pid)
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / CLOCK_TICKS
+
+
+def proc_stat(pid: int) -> dict[str, int]:
+    """ppid and CPU ticks of ``pid`` (its own, and its reaped children's); {} when gone."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return {}
+    return {
+        "ppid": int(fields[1]),
+        "utime": int(fields[11]),
+        "stime": int(fields[12]),
+        "cutime": int(fields[13]),
+        "cstime": int(fields[14]),
+    }
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    return [p for p in _all_pids() if proc_stat(p).get("ppid") == pid]
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds spent while a run went on (see :func:`cpu_use`)."""
+
+    pids_s: list[float] = field(default_factory=list)
+    """utime+stime of each watched process, in the order given."""
+    tool_s: float = 0.0
+    """This process's children that finished meanwhile: the load tool (wrk, pgbench...)."""
+    host_s: float = 0.0
+    """All cores of the machine, busy."""
+
+    def other_s(self, *also_ours: float) -> float:
+        """CPU the machine spent on anything but the watched processes, the tool and
+        ``also_ours`` (CPU of processes read some other way)."""
+        ours = sum(self.pids_s) + sum(also_ours) + self.tool_s
+        return max(0.0, self.host_s - ours)
+
+
+@contextlib.contextmanager
+def cpu_use(pids: Sequence[int]) -> Iterator[CpuUse]:
+    """Read the CPU of ``pids``, of this process's children and of the host around the
+    ``with`` block; the CpuUse it yields is filled in when the block ends."""
+    host_before, tool_before = host_busy_seconds(), children_cpu_seconds()
+    before = [proc_cpu_seconds(pid) for pid in pids]
+    use = CpuUse()
+    yield use
+    after = [proc_cpu_seconds(pid) for pid in pids]
+    host_after, tool_after = host_busy_seconds(), children_cpu_seconds()
+    use.pids_s = [a - b for a, b in zip(after, before, strict=True)]
+    use.tool_s = tool_after - tool_before
+    use.host_s = host_after - host_before
+
+
+def load_cores(cpu_s: float, seconds: float) -> float:
+    """How many cores ``cpu_s`` of CPU over ``seconds`` of wall time kept busy."""
+    return cpu_s / seconds if seconds > 0 else 0.0
 
 
 def proc_memory_kib(pid: int) -> dict[str, int]:
@@ -314,6 +393,22 @@ class WrkResult:
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    @staticmethod
+    def pooled(results: Iterable[WrkResult]) -> WrkResult:
+        """Runs as one: counts, times and bytes added up, errors and histograms merged."""
+        results = list(results)
+        errors: dict[str, int] = {}
+        for r in results:
+            for key, value in r.errors.items():
+                errors[key] = errors.get(key, 0) + value
+        return WrkResult(
+            requests=sum(r.requests for r in results),
+            duration_s=sum(r.duration_s for r in results),
+            errors=errors,
+            histogram=merge_histograms(r.histogram for r in results),
+            bytes_read=sum(r.bytes_read for r in results),
+        )
 
 
 def wrk_binary() -> str:
@@ -404,6 +499,18 @@ def percentile(histogram: Mapping[int, int], p: float) -> float:
     return float(max(histogram))
 
 
+def latency_summary(
+    histogram: Mapping[int, int], points: Sequence[float] = (50, 90, 99)
+) -> dict[str, float | None]:
+    """``p50``... (nearest rank, None without samples) and ``max`` of a latency histogram."""
+    out: dict[str, float | None] = {}
+    for p in points:
+        value = percentile(histogram, p)
+        out[f"p{p:g}"] = None if math.isnan(value) else value
+    out["max"] = float(max(histogram)) if histogram else None
+    return out
+
+
 # --- machine info and results ------------------------------------------------------------
 
 
@@ -445,6 +552,36 @@ def machine_info(envoy: str | None = None) -> dict[str, Any]:
     return info
 
 
+def machine_at_start(envoy: str | None = None) -> dict[str, Any]:
+    """:func:`machine_info`, with the count of Envoys already running (others', as the
+    benchmark has started none yet)."""
+    info = machine_info(envoy)
+    info["other_envoys_at_start"] = len(pids_running("envoy"))
+    return info
+
+
+def other_envoys(ours: Iterable[int]) -> int:
+    """How many Envoys run that are not among ``ours``."""
+    return len(set(pids_running("envoy")) - set(ours))
+
+
+def finish_results(data: dict[str, Any], started: float) -> None:
+    """Stamp the load average at the end and the time since ``started`` (monotonic)."""
+    data["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    data["elapsed_s"] = round(time.monotonic() - started, 1)
+
+
+def busy_machine_notes(machine: Mapping[str, Any]) -> list[str]:
+    """A note when Envoys that the benchmark did not start ran at its start or end."""
+    others = max(machine.get("other_envoys_at_start", 0), machine.get("other_envoys_at_end", 0))
+    if not others:
+        return []
+    return [
+        f"{others} Envoy processes that this benchmark did not start were running: "
+        "the machine was not idle"
+    ]
+
+
 def write_results(name: str, data: Mapping[str, Any], markdown: str) -> tuple[Path, Path]:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     json_path = RESULTS_DIR / f"{name}.json"
@@ -454,70 +591,232 @@ def write_results(name: str, data: Mapping[str, Any], markdown: str) -> tuple[Pa
     return json_path, md_path
 
 
+def run_benchmark(
+    name: str,
+    argv: Sequence[str] | None,
+    parse_args: Callable[[Sequence[str]], T],
+    run: Callable[[T], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+) -> int:
+    """A benchmark's ``main``: parse ``argv`` (default: the command line) into settings,
+    run with them, print the report and write the results; exit status 1 (and nothing
+    written) when it could not run."""
+    settings = parse_args(sys.argv[1:] if argv is None else argv)
+    exit_on_signals()
+    try:
+        data = run(settings)
+    except BenchError as exc:
+        print(f"bench.{name}: {exc}", file=sys.stderr)
+        return 1
+    text = markdown(data)
+    json_path, md_path = write_results(name, data, text)
+    print(text)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def add_int_options(
+    parser: argparse.ArgumentParser,
+    defaults: object,
+    limits: Mapping[str, tuple[int, int]],
+    helps: Mapping[str, str] | None = None,
+) -> None:
+    """An integer option ``--some-name`` for each ``some_name`` of ``limits``, defaulting
+    to that attribute of ``defaults`` (a Settings); :func:`check_limits` checks the range."""
+    for name in limits:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, name),
+            help=(helps or {}).get(name),
+        )
+
+
+def check_limits(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    limits: Mapping[str, tuple[int, int]],
+) -> None:
+    """Exit through ``parser.error`` when an option is out of its (low, high) range."""
+    for name, (low, high) in limits.items():
+        if not low <= getattr(args, name) <= high:
+            parser.error(f"--{name.replace('_', '-')} must be within {low}..{high}")
+
+
+# --- rounds and ratios -------------------------------------------------------------------
+
+
+def rotated(items: Sequence[T], round_index: int) -> list[T]:
+    """``items`` rotated by ``round_index``, so that no item always runs first or last."""
+    shift = round_index % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def rounds_for_median(other_cores: Sequence[Iterable[float]], quiet_cores: float) -> list[int]:
+    """The rounds a median over rounds takes: those in which every run compared was quiet
+    (other processes kept fewer than ``quiet_cores`` busy), when at least two were; else
+    all. ``other_cores[i]`` holds the figures of round i's runs."""
+    quiet = [i for i, cores in enumerate(other_cores) if all(c < quiet_cores for c in cores)]
+    return quiet if len(quiet) >= 2 else list(range(len(other_cores)))
+
+
+def median_of_rounds(
+    per_round: Sequence[Mapping[str, float | None]], used: Iterable[int], keys: Iterable[str]
+) -> dict[str, float | None]:
+    """For each key, the median of the rounds ``used`` (None where none has a figure)."""
+    used = list(used)
+    out: dict[str, float | None] = {}
+    for key in keys:
+        values = [v for i in used if (v := per_round[i][key]) is not None]
+        out[key] = round(statistics.median(values), 3) if values else None
+    return out
+
+
+def round_range(
+    per_round: Sequence[Mapping[str, float | None]], keys: Iterable[str]
+) -> dict[str, list[float] | None]:
+    """For each key, [lowest, highest] over all rounds (None where none has a figure)."""
+    out: dict[str, list[float] | None] = {}
+    for key in keys:
+        values = [v for r in per_round if (v := r[key]) is not None]
+        out[key] = [min(values), max(values)] if values else None
+    return out
+
+
+def ratio(num: object, den: object) -> float | None:
+    """``num / den`` to 3 places; None when either is not a number (or NaN) or den is 0."""
+    if not isinstance(num, int | float) or not isinstance(den, int | float):
+        return None
+    if den == 0 or math.isnan(num) or math.isnan(den):
+        return None
+    return round(num / den, 3)
+
+
+def dig(data: Mapping[str, Any], *keys: str) -> float | None:
+    """The number at ``data[k1][k2]...``, or None when a key is missing or it is no number."""
+    value: Any = data
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+# --- Markdown reports --------------------------------------------------------------------
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    """A number with thousands separators and ``digits`` decimals; "-" for None."""
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def run_line(data: Mapping[str, Any]) -> str:
+    """The report line that says when, where and on what a run was made."""
+    m = data["machine"]
+    return (
+        f"Run of {m['date_utc']} at commit {m['git_commit']}, {m['nproc']} vCPU "
+        f"({m['cpu_model']}), Envoy {m.get('envoy_version', '?')}, in {data['elapsed_s']} s."
+    )
+
+
+def notes_lines(notes: Sequence[str], heading: str = "Notes:") -> list[str]:
+    """The notes as a Markdown list under ``heading`` (nothing when there are none)."""
+    if not notes:
+        return []
+    return ["", heading, ""] + [f"- {n}" for n in notes]
+
+
 # --- gossamer up -------------------------------------------------------------------------
 
 
-def gossamer_cli() -> str:
-    """The ``gossamer`` CLI of the project's venv (or on $PATH)."""
-    beside = Path(sys.executable).parent / "gossamer"
-    found = str(beside) if beside.exists() else shutil.which("gossamer")
+def gossamer_cli(explicit: str | None = None) -> str:
+    """The ``gossamer`` CLI: ``explicit`` if that exists, else the project's venv's, else
+    the one on $PATH."""
+    beside = str(Path(sys.executable).parent / "gossamer")
+    candidates = [explicit, beside, shutil.which("gossamer")]
+    found = next((c for c in candidates if c and Path(c).exists()), None)
     if found is None:
         raise BenchError("the gossamer CLI is not installed: run `make install`")
     return found
+
+
+def api_status(api_port: int) -> tuple[dict[str, Any] | None, int | None]:
+    """``GET /api/v1/status`` of the ``gossamer up`` whose admin API is on ``api_port``:
+    (the document, or None without a good one; the body's size, or None without a 200)."""
+    code, body = http_get(f"http://{LOOPBACK}:{api_port}/api/v1/status", timeout_s=5)
+    if code != 200:
+        return None, None
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return None, len(body)
+    return (data if isinstance(data, dict) else None), len(body)
+
+
+def note_pids(status: Mapping[str, Any], seen: dict[int, str]) -> None:
+    """Record in ``seen`` each Envoy and app pid of ``status`` with its command line.
+
+    A pid the status reports is Gossamer's process now: its command line is (re)recorded,
+    as it changes when an app's command execs another program.
+    """
+    for inst in status.get("instances", []):
+        for key in ("envoy_pid", "app_pid"):
+            pid = inst.get(key) if isinstance(inst, dict) else None
+            if isinstance(pid, int) and pid > 0:
+                cmdline = proc_cmdline(pid)
+                if cmdline:
+                    seen[pid] = cmdline
 
 
 class GossamerUp:
     """A ``gossamer up`` of a mesh that a benchmark wrote, on free ports, with its state
     in a temporary folder. Its status comes from the admin API (``/api/v1/status``).
 
+    ``mesh_yaml`` is the mesh, or a function of the temporary folder that returns it (for
+    apps that keep their files there). ``cli``: the gossamer CLI (see :func:`gossamer_cli`).
+
     Gossamer starts sidecars and apps in sessions of their own, so stopping ``gossamer up``
     may not reach them: every Envoy and app pid seen in a status is remembered with its
     command line and stopped on ``stop()`` if it still runs that command.
     """
 
-    def __init__(self, mesh_yaml: str, *, watch: bool = False) -> None:
+    def __init__(
+        self,
+        mesh_yaml: str | Callable[[Path], str],
+        *,
+        watch: bool = False,
+        cli: str | None = None,
+    ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-gossamer-"))
         self.api_port = free_port()
         self._procs = Processes(self.workdir)
         self._seen: dict[int, str] = {}
-        mesh_dir = self.workdir / "mesh"
-        mesh_dir.mkdir()
-        (mesh_dir / "mesh.yaml").write_text(mesh_yaml)
-        args = [
-            gossamer_cli(),
-            "up",
-            str(mesh_dir),
-            "--xds-port",
-            str(free_port()),
-            "--api-port",
-            str(self.api_port),
-            "--state-dir",
-            str(self.workdir / "state"),
-        ]
-        if not watch:
-            args.append("--no-watch")
-        self.up = self._procs.start("gossamer-up", args, cwd=self.workdir)
+        try:
+            mesh_dir = self.workdir / "mesh"
+            mesh_dir.mkdir()
+            text = mesh_yaml if isinstance(mesh_yaml, str) else mesh_yaml(self.workdir)
+            (mesh_dir / "mesh.yaml").write_text(text)
+            args = [
+                gossamer_cli(cli),
+                "up",
+                str(mesh_dir),
+                "--xds-port",
+                str(free_port()),
+                "--api-port",
+                str(self.api_port),
+                "--state-dir",
+                str(self.workdir / "state"),
+            ]
+            if not watch:
+                args.append("--no-watch")
+            self.up = self._procs.start("gossamer-up", args, cwd=self.workdir)
+        except BaseException:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
 
     def status(self) -> dict[str, Any] | None:
         """The mesh's status document, or None while the admin API has no answer."""
-        code, body = http_get(f"http://{LOOPBACK}:{self.api_port}/api/v1/status", timeout_s=5)
-        if code != 200:
-            return None
-        try:
-            data = json.loads(body)
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        # A pid the status reports is Gossamer's process now: (re)record its command line,
-        # which changes when an app's command execs another program.
-        for inst in data.get("instances", []):
-            for key in ("envoy_pid", "app_pid"):
-                pid = inst.get(key) if isinstance(inst, dict) else None
-                if isinstance(pid, int) and pid > 0:
-                    cmdline = proc_cmdline(pid)
-                    if cmdline:
-                        self._seen[pid] = cmdline
+        data, _ = api_status(self.api_port)
+        if data is not None:
+            note_pids(data, self._seen)
         return data
 
     @staticmethod
@@ -536,9 +835,7 @@ class GossamerUp:
 
         def check() -> bool:
             if not self.up.alive():
-                raise BenchError(
-                    f"`gossamer up` exited {self.up.popen.returncode}:\n{self.up.log_tail()}"
-                )
+                return True
             status = self.status()
             if status is not None and ready(status):
                 found.append(status)
@@ -549,6 +846,10 @@ class GossamerUp:
             wait_until(what, check, timeout_s, interval_s=0.2)
         except BenchError as exc:
             raise BenchError(f"{exc}\ngossamer up log:\n{self.up.log_tail()}") from None
+        if not found:
+            raise BenchError(
+                f"`gossamer up` exited {self.up.popen.returncode}:\n{self.up.log_tail()}"
+            )
         return found[0]
 
     def log_tail(self, lines: int = 20) -> str:

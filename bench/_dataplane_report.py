@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench._common import notes_lines
+
 _RATIO_COLUMNS = (
     ("paced_p50", "paced p50"),
     ("paced_p99", "paced p99"),
@@ -176,6 +178,5 @@ _HOW_TO_READ = [
 
 def markdown(data: dict[str, Any]) -> str:
     lines = _header(data) + _results(data) + _ratios(data) + _goal(data)
-    if data["notes"]:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
+    lines += notes_lines(data["notes"], "## Notes")
     return "\n".join(lines + _HOW_TO_READ)

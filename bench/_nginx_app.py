@@ -7,7 +7,8 @@ started it is nginx's, and SIGTERM stops it.
 
 nginx runs in the foreground, with no master process and one worker: a single process
 that is fast enough (well over 100k rps on loopback) not to be what a sidecar path
-measures.
+measures. :func:`config` makes such a config around any http block (``bench.compression``
+serves a static file with it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ master_process off;
 worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
@@ -33,13 +34,22 @@ http {{
     fastcgi_temp_path {dir}/tmp-fastcgi;
     uwsgi_temp_path {dir}/tmp-uwsgi;
     scgi_temp_path {dir}/tmp-scgi;
+{http}}}
+"""
+
+_OK_SERVER = """\
     server {{
         listen 127.0.0.1:{port};
         default_type text/plain;
         location / {{ return 200 "ok"; }}
     }}
-}}
 """
+
+
+def config(directory: Path | str, http: str, *, worker_connections: int) -> str:
+    """An nginx config for one foreground process that keeps its files in ``directory``;
+    ``http`` is the rest of the http block (indented, each line ending in a newline)."""
+    return _CONFIG.format(dir=directory, http=http, worker_connections=worker_connections)
 
 
 def nginx_binary() -> str | None:
@@ -53,7 +63,8 @@ def write_config(workdir: Path, port: int) -> Path:
     """Write the app's nginx config into ``workdir`` and return its path."""
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "nginx.conf"
-    conf.write_text(_CONFIG.format(dir=workdir.resolve(), port=port))
+    server = _OK_SERVER.format(port=port)
+    conf.write_text(config(workdir.resolve(), server, worker_connections=4096))
     return conf
 
 

@@ -28,7 +28,6 @@ import argparse
 import http.client
 import json
 import math
-import os
 import random
 import shlex
 import shutil
@@ -48,20 +47,29 @@ from bench._common import (
     BenchError,
     GossamerUp,
     WrkResult,
-    children_cpu_seconds,
+    add_int_options,
+    busy_machine_notes,
+    check_limits,
+    cpu_use,
+    dig,
     envoy_version_of,
-    exit_on_signals,
-    host_busy_seconds,
-    machine_info,
-    merge_histograms,
-    percentile,
-    pids_running,
-    proc_cpu_seconds,
+    finish_results,
+    fmt,
+    latency_summary,
+    load_cores,
+    machine_at_start,
+    median_of_rounds,
+    notes_lines,
+    other_envoys,
     raise_nofile_limit,
+    ratio,
+    rotated,
+    rounds_for_median,
+    run_benchmark,
+    run_line,
     run_wrk,
-    write_results,
 )
-from bench._nginx_app import nginx_binary
+from bench._nginx_app import command, config, nginx_binary
 
 NAME = "compression"
 PAYLOAD_PATH = "/catalog.json"
@@ -160,22 +168,7 @@ def catalog_payload(target_bytes: int = PAYLOAD_TARGET_BYTES) -> bytes:
 
 # --- the mesh ------------------------------------------------------------------------------
 
-_NGINX_STATIC = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-    client_body_temp_path {dir}/tmp-body;
-    proxy_temp_path {dir}/tmp-proxy;
-    fastcgi_temp_path {dir}/tmp-fastcgi;
-    uwsgi_temp_path {dir}/tmp-uwsgi;
-    scgi_temp_path {dir}/tmp-scgi;
+_STATIC_SITE = """\
     types {{ application/json json; }}
     default_type application/octet-stream;
     sendfile on;
@@ -184,22 +177,21 @@ http {{
         listen 127.0.0.1:@PORT@;
         root {site};
     }}
-}}
 """
 
 
 def app_command(workdir: Path, site: Path) -> list[str]:
     """nginx serving ``site`` on $PORT (Gossamer sets it): a shell fills the port into a
     config template, then replaces itself with nginx, so the app's pid is nginx's."""
-    nginx = nginx_binary()
-    if nginx is None:
+    if nginx_binary() is None:
         raise BenchError("nginx is not installed (see bench/README.md)")
     workdir.mkdir(parents=True, exist_ok=True)
     template = workdir / "nginx.conf.in"
-    template.write_text(_NGINX_STATIC.format(dir=workdir, site=site))
+    http = _STATIC_SITE.format(site=site)
+    template.write_text(config(workdir, http, worker_connections=1024))
     conf = workdir / "nginx.conf"
-    t, c, w, n = (shlex.quote(str(x)) for x in (template, conf, workdir, nginx))
-    script = f'sed "s/@PORT@/$PORT/" {t} > {c} && exec {n} -p {w} -c {c}'
+    t, c = shlex.quote(str(template)), shlex.quote(str(conf))
+    script = f'sed "s/@PORT@/$PORT/" {t} > {c} && exec {shlex.join(command(workdir, conf))}'
     return ["/bin/sh", "-c", script]
 
 
@@ -347,32 +339,22 @@ class Run:
 
 
 def measure(t: Target, settings: Settings, seconds: int) -> Run:
-    host_before, wrk_before = host_busy_seconds(), children_cpu_seconds()
-    before = [proc_cpu_seconds(p) for p in t.pids]
-    result = run_wrk(
-        t.entry_url,
-        connections=settings.connections,
-        duration_s=seconds,
-        rate=settings.rate,
-        max_requests=math.ceil(settings.rate * seconds * 1.1),
-        host=t.variant.service,
-        headers=[f"Accept-Encoding: {t.variant.accept_encoding}"],
-    )
-    after = [proc_cpu_seconds(p) for p in t.pids]
-    host_after, wrk_after = host_busy_seconds(), children_cpu_seconds()
-    cpu = [a - b for a, b in zip(after, before, strict=True)]
-    ours = sum(cpu) + (wrk_after - wrk_before)
-    return Run(result, cpu, max(0.0, host_after - host_before - ours))
+    with cpu_use(t.pids) as cpu:
+        result = run_wrk(
+            t.entry_url,
+            connections=settings.connections,
+            duration_s=seconds,
+            rate=settings.rate,
+            max_requests=math.ceil(settings.rate * seconds * 1.1),
+            host=t.variant.service,
+            headers=[f"Accept-Encoding: {t.variant.accept_encoding}"],
+        )
+    return Run(result, cpu.pids_s, cpu.other_s())
 
 
 def summarize(runs: Sequence[Run]) -> dict[str, Any]:
-    requests = sum(r.wrk.requests for r in runs)
-    duration = sum(r.wrk.duration_s for r in runs)
-    histogram = merge_histograms(r.wrk.histogram for r in runs)
-    errors: dict[str, int] = {}
-    for r in runs:
-        for key, value in r.wrk.errors.items():
-            errors[key] = errors.get(key, 0) + value
+    pooled = WrkResult.pooled(r.wrk for r in runs)
+    requests, duration = pooled.requests, pooled.duration_s
     cpu = [sum(r.cpu_s[i] for r in runs) for i in range(3)]
 
     def per_request_us(seconds: float) -> float | None:
@@ -381,16 +363,9 @@ def summarize(runs: Sequence[Run]) -> dict[str, Any]:
     return {
         "requests": requests,
         "rps": round(requests / duration, 1) if duration else None,
-        "errors": {k: v for k, v in errors.items() if v},
-        "wire_bytes_per_response": round(sum(r.wrk.bytes_read for r in runs) / requests, 1)
-        if requests
-        else None,
-        "latency_us": {
-            "p50": percentile(histogram, 50) if histogram else None,
-            "p90": percentile(histogram, 90) if histogram else None,
-            "p99": percentile(histogram, 99) if histogram else None,
-            "max": float(max(histogram)) if histogram else None,
-        },
+        "errors": {k: v for k, v in pooled.errors.items() if v},
+        "wire_bytes_per_response": round(pooled.bytes_read / requests, 1) if requests else None,
+        "latency_us": latency_summary(pooled.histogram),
         "cpu_us_per_request": {
             "client_envoy": per_request_us(cpu[0]),
             "server_envoy": per_request_us(cpu[1]),
@@ -409,7 +384,7 @@ over rounds take the quiet rounds only, when there are at least two."""
 
 
 def _other_cores(run: Run) -> float:
-    return run.other_cpu_s / run.wrk.duration_s if run.wrk.duration_s > 0 else 0.0
+    return load_cores(run.other_cpu_s, run.wrk.duration_s)
 
 
 def _round_figures(run: Run) -> dict[str, Any]:
@@ -433,19 +408,8 @@ RATIO_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _get(summary: dict[str, Any], keys: Sequence[str]) -> float | None:
-    value: Any = summary
-    for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
-    return float(value) if isinstance(value, int | float) else None
-
-
 def ratios(top: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for name, keys in RATIO_KEYS.items():
-        a, b = _get(top, keys), _get(base, keys)
-        out[name] = round(a / b, 3) if a is not None and b else None
-    return out
+    return {name: ratio(dig(top, *keys), dig(base, *keys)) for name, keys in RATIO_KEYS.items()}
 
 
 def reference_sizes(payload: bytes) -> dict[str, int]:
@@ -479,7 +443,7 @@ def run(settings: Settings) -> dict[str, Any]:
     payload = catalog_payload()
     data: dict[str, Any] = {
         "benchmark": NAME,
-        "machine": machine_info(),
+        "machine": machine_at_start(),
         "settings": {
             "rate_rps": settings.rate,
             "connections": settings.connections,
@@ -499,7 +463,6 @@ def run(settings: Settings) -> dict[str, Any]:
         "variants": {},
         "notes": [],
     }
-    data["machine"]["other_envoys_at_start"] = len(pids_running("envoy"))
     workdir = Path(tempfile.mkdtemp(prefix="bench-compression-"))
     runs: dict[str, list[Run]] = {v.name: [] for v in VARIANTS}
     mesh: GossamerUp | None = None
@@ -512,10 +475,9 @@ def run(settings: Settings) -> dict[str, Any]:
             if settings.warmup_seconds:
                 measure(t, settings, settings.warmup_seconds)
         for round_index in range(settings.rounds):
-            shift = round_index % len(targets)
-            for t in targets[shift:] + targets[:shift]:
+            for t in rotated(targets, round_index):
                 runs[t.variant.name].append(measure(t, settings, settings.seconds))
-        data["machine"]["other_envoys_at_end"] = len(set(pids_running("envoy")) - ours)
+        data["machine"]["other_envoys_at_end"] = other_envoys(ours)
     finally:
         try:
             if mesh is not None:
@@ -536,8 +498,7 @@ def run(settings: Settings) -> dict[str, Any]:
             "body_ratio": round(sample["body_bytes"] / len(payload), 4),
             **s,
         }
-        quiet = [i for i, r in enumerate(runs[name]) if _other_cores(r) < QUIET_CORES]
-        used = quiet if len(quiet) >= 2 else list(range(len(runs[name])))
+        used = rounds_for_median([[_other_cores(r)] for r in runs[name]], QUIET_CORES)
         entry["latency_us_median_of_rounds"] = {
             key: statistics.median(
                 summarize([runs[name][i]])["latency_us"][key] or math.nan for i in used
@@ -550,19 +511,15 @@ def run(settings: Settings) -> dict[str, Any]:
                 ratios(summarize([r]), summarize([b]))
                 for r, b in zip(runs[name], base_runs, strict=True)
             ]
-            both_quiet = [
-                i
-                for i, (r, b) in enumerate(zip(runs[name], base_runs, strict=True))
-                if max(_other_cores(r), _other_cores(b)) < QUIET_CORES
-            ]
-            used = both_quiet if len(both_quiet) >= 2 else list(range(len(per_round)))
+            used = rounds_for_median(
+                [
+                    [_other_cores(r), _other_cores(b)]
+                    for r, b in zip(runs[name], base_runs, strict=True)
+                ],
+                QUIET_CORES,
+            )
             entry["vs_off"] = {
-                "median_of_rounds": {
-                    k: round(statistics.median(vals), 3)
-                    if (vals := [x for i in used if (x := per_round[i][k]) is not None])
-                    else None
-                    for k in RATIO_KEYS
-                },
+                "median_of_rounds": median_of_rounds(per_round, used, RATIO_KEYS),
                 "rounds_in_median": [i + 1 for i in used],
                 "pooled": ratios(s, base),
                 "per_round": per_round,
@@ -570,20 +527,12 @@ def run(settings: Settings) -> dict[str, Any]:
         entry["rounds"] = [_round_figures(r) for r in runs[name]]
         data["variants"][name] = entry
     data["notes"].extend(_warnings(data, settings))
-    data["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    data["elapsed_s"] = round(time.monotonic() - started, 1)
+    finish_results(data, started)
     return data
 
 
 def _warnings(data: dict[str, Any], settings: Settings) -> list[str]:
-    out: list[str] = []
-    machine = data["machine"]
-    others = max(machine.get("other_envoys_at_start", 0), machine.get("other_envoys_at_end", 0))
-    if others:
-        out.append(
-            f"{others} Envoy processes that this benchmark did not start were running: "
-            "the machine was not idle"
-        )
+    out = busy_machine_notes(data["machine"])
     for name, v in data["variants"].items():
         if v["errors"]:
             out.append(f"{name}: errors {v['errors']}")
@@ -605,19 +554,12 @@ def _warnings(data: dict[str, Any], settings: Settings) -> list[str]:
 # --- report --------------------------------------------------------------------------------
 
 
-def _f(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
 def markdown(data: dict[str, Any]) -> str:
-    m, s, p = data["machine"], data["settings"], data["payload"]
+    s, p = data["settings"], data["payload"]
     lines = [
         "# Compression through the mesh",
         "",
-        f"Run of {m['date_utc']} at commit {m['git_commit']}, {m['nproc']} vCPU "
-        f"({m['cpu_model']}), Envoy {m.get('envoy_version', '?')}, in {data['elapsed_s']} s.",
+        run_line(data),
         "",
         f"wrk -> client sidecar -> server sidecar (compressor) -> nginx, serving one JSON "
         f"document of {p['bytes']:,} bytes (a product catalog). Paced {s['rate_rps']} rps, "
@@ -634,10 +576,10 @@ def markdown(data: dict[str, Any]) -> str:
         cpu, lat = v["cpu_us_per_request"], v["latency_us_median_of_rounds"]
         lines.append(
             f"| {name} | {v['body_bytes']:,} | {v['body_ratio']:.3f} "
-            f"| {_f(v['wire_bytes_per_response'])} | {_f(lat['p50'] / 1000, 2)} "
-            f"| {_f(lat['p99'] / 1000, 2)} | {_f(v['latency_us']['p99'] / 1000, 2)} "
-            f"| {_f(cpu['server_envoy'])} | {_f(cpu['client_envoy'])} | {_f(cpu['app'])} "
-            f"| {_f(v['rps'])} |"
+            f"| {fmt(v['wire_bytes_per_response'])} | {fmt(lat['p50'] / 1000, 2)} "
+            f"| {fmt(lat['p99'] / 1000, 2)} | {fmt(v['latency_us']['p99'] / 1000, 2)} "
+            f"| {fmt(cpu['server_envoy'])} | {fmt(cpu['client_envoy'])} | {fmt(cpu['app'])} "
+            f"| {fmt(v['rps'])} |"
         )
     lines += [
         "",
@@ -656,7 +598,7 @@ def markdown(data: dict[str, Any]) -> str:
         if "vs_off" not in v:
             continue
         med, pooled = v["vs_off"]["median_of_rounds"], v["vs_off"]["pooled"]
-        cells = [f"{_f(med[k], 2)} ({_f(pooled[k], 2)})" for k in RATIO_KEYS]
+        cells = [f"{fmt(med[k], 2)} ({fmt(pooled[k], 2)})" for k in RATIO_KEYS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -677,23 +619,15 @@ def markdown(data: dict[str, Any]) -> str:
         if v["other_load_cores"] is not None
     ]
     lines.append(f"Cores kept busy by other processes during the runs: {', '.join(other)}.")
-    if data["notes"]:
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in data["notes"]]
+    lines += notes_lines(data["notes"])
     return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: Sequence[str]) -> Settings:
-    d = Settings()
     ap = argparse.ArgumentParser(
         prog="python -m bench.compression",
         description="Response compression (off, gzip, br, zstd) through Gossamer's sidecars.",
     )
-    ap.add_argument("--rate", type=int, default=d.rate, help="paced rate, requests/s")
-    ap.add_argument("--connections", type=int, default=d.connections)
-    ap.add_argument("--rounds", type=int, default=d.rounds)
-    ap.add_argument("--seconds", type=int, default=d.seconds, help="per run")
-    ap.add_argument("--warmup-seconds", type=int, default=d.warmup_seconds)
-    ns = ap.parse_args(list(argv))
     limits = {
         "rate": (1, 5_000),
         "connections": (1, 64),
@@ -701,9 +635,10 @@ def parse_args(argv: Sequence[str]) -> Settings:
         "seconds": (1, 30),
         "warmup_seconds": (0, 10),
     }
-    for name, (low, high) in limits.items():
-        if not low <= getattr(ns, name) <= high:
-            ap.error(f"--{name.replace('_', '-')} must be within {low}..{high}")
+    helps = {"rate": "paced rate, requests/s", "seconds": "per run"}
+    add_int_options(ap, Settings(), limits, helps)
+    ns = ap.parse_args(list(argv))
+    check_limits(ap, ns, limits)
     return Settings(
         rate=ns.rate,
         connections=ns.connections,
@@ -714,18 +649,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_args(sys.argv[1:] if argv is None else argv)
-    exit_on_signals()
-    try:
-        data = run(settings)
-    except BenchError as exc:
-        print(f"bench.{NAME}: {exc}", file=sys.stderr)
-        return 1
-    text = markdown(data)
-    json_path, md_path = write_results(NAME, data, text)
-    print(text)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    return run_benchmark(NAME, argv, parse_args, run, markdown)
 
 
 if __name__ == "__main__":

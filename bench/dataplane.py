@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,25 +38,33 @@ from bench._common import (
     BENCH_DIR,
     LOOPBACK,
     BenchError,
+    GossamerUp,
     Processes,
     WrkResult,
-    children_cpu_seconds,
-    exit_on_signals,
+    add_int_options,
+    busy_machine_notes,
+    check_limits,
+    cpu_use,
+    dig,
+    finish_results,
     free_port,
-    host_busy_seconds,
+    gossamer_cli,
     http_get,
-    kill_pid,
-    machine_info,
-    merge_histograms,
-    percentile,
-    pids_running,
+    latency_summary,
+    load_cores,
+    machine_at_start,
+    median_of_rounds,
+    other_envoys,
     proc_cmdline,
-    proc_cpu_seconds,
     proc_memory_kib,
     raise_nofile_limit,
+    ratio,
+    rotated,
+    round_range,
+    rounds_for_median,
+    run_benchmark,
     run_wrk,
     wait_until,
-    write_results,
 )
 from bench._dataplane_report import markdown
 
@@ -291,10 +297,10 @@ spec:
 
 def gossamer_binary(explicit: str | None = None) -> str:
     """The ``gossamer`` CLI, if it is installed and runs; else PathUnavailable says why."""
-    candidates = [explicit, str(Path(sys.executable).parent / "gossamer"), shutil.which("gossamer")]
-    binary = next((c for c in candidates if c and Path(c).exists()), None)
-    if binary is None:
-        raise PathUnavailable("the gossamer CLI is not installed")
+    try:
+        binary = gossamer_cli(explicit)
+    except BenchError:
+        raise PathUnavailable("the gossamer CLI is not installed") from None
     try:
         proc = subprocess.run(
             [binary, "up", "--help"],
@@ -312,48 +318,6 @@ def gossamer_binary(explicit: str | None = None) -> str:
             f"`gossamer up --help` exited {proc.returncode}: {lines[-1] if lines else ''}"
         )
     return binary
-
-
-_STATUS_FLAGS: list[list[str]] = []
-"""The ``gossamer status`` flags that worked, remembered once found."""
-
-
-def _gossamer_status(binary: str, api_port: int, state_dir: Path) -> dict[str, Any] | None:
-    """``gossamer status -o json``, or None while it has no answer.
-
-    The contract is ``--api-port Q``; the CLI as built also takes ``--api URL`` or
-    ``--state-dir S``. The first variant that yields JSON is kept for later calls.
-    """
-    variants = _STATUS_FLAGS or [
-        ["--api-port", str(api_port)],
-        ["--api", f"http://{LOOPBACK}:{api_port}"],
-        ["--state-dir", str(state_dir)],
-    ]
-    for flags in variants:
-        try:
-            proc = subprocess.run(
-                [binary, "status", *flags, "-o", "json"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-            data = json.loads(proc.stdout) if proc.returncode == 0 else None
-        except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
-            data = None
-        if isinstance(data, dict):
-            if not _STATUS_FLAGS:
-                _STATUS_FLAGS.append(flags)
-            return data
-    return None
-
-
-def _instance_of(status: dict[str, Any], workload: str) -> dict[str, Any] | None:
-    for instance in status.get("instances", []):
-        if isinstance(instance, dict) and instance.get("workload") == workload:
-            return instance
-    return None
 
 
 @dataclass
@@ -394,71 +358,26 @@ def start_gossamer_path(
     return mesh.entry_url, mesh.envoy_pids, mesh.stop
 
 
+def _gossamer_mesh_yaml(workdir: Path) -> str:
+    app_command = [sys.executable, str(APP_SCRIPT), str(workdir / "app")]
+    return _GOSSAMER_MESH.format(app_command=json.dumps(app_command))
+
+
 def start_gossamer_mesh(
     app_port: int, *, binary: str | None = None, startup_timeout_s: float = 60
 ) -> GossamerMesh:
     """:func:`start_gossamer_path`, with the status of both instances (for the app's pid)."""
     del app_port  # Gossamer runs its own copy of the app: see start_gossamer_path
-    gossamer = gossamer_binary(binary)
-    workdir = Path(tempfile.mkdtemp(prefix="gossamer-bench-"))
-    state_dir = workdir / "state"
-    procs = Processes(workdir)
-    # pid -> its command line when first seen: Gossamer starts sidecars and apps in
-    # sessions of their own, so stopping `gossamer up`'s group may not reach them.
-    seen: dict[int, str] = {}
-
-    def stop() -> None:
-        try:
-            procs.close()
-        finally:
-            for pid, cmdline in seen.items():
-                kill_pid(pid, cmdline)
-            shutil.rmtree(workdir, ignore_errors=True)
-
+    # The mesh file is watched, as `gossamer up` does by default.
+    mesh = GossamerUp(_gossamer_mesh_yaml, watch=True, cli=gossamer_binary(binary))
     try:
-        mesh_dir = workdir / "mesh"
-        mesh_dir.mkdir()
-        app_command = [sys.executable, str(APP_SCRIPT), str(workdir / "app")]
-        (mesh_dir / "mesh.yaml").write_text(
-            _GOSSAMER_MESH.format(app_command=json.dumps(app_command))
-        )
-        api_port, xds_port = free_port(), free_port()
-        up = procs.start(
-            "gossamer-up",
-            [
-                gossamer,
-                "up",
-                str(mesh_dir),
-                "--xds-port",
-                str(xds_port),
-                "--api-port",
-                str(api_port),
-                "--state-dir",
-                str(state_dir),
-            ],
-            cwd=workdir,
-        )
         found: list[GossamerMesh] = []
 
-        def ready() -> bool:
-            if not up.alive():
-                raise PathUnavailable(
-                    f"`gossamer up` exited {up.popen.returncode}:\n{up.log_tail()}"
-                )
-            status = _gossamer_status(gossamer, api_port, state_dir)
-            if status is None:
-                return False
-            client = _instance_of(status, "client")
-            server = _instance_of(status, "upstream")
+        def ready(status: dict[str, Any]) -> bool:
+            client = mesh.instance(status, "client")
+            server = mesh.instance(status, "upstream")
             if client is None or server is None:
                 return False
-            for inst in (client, server):
-                for key in ("envoy_pid", "app_pid"):
-                    pid = inst.get(key)
-                    if isinstance(pid, int) and pid > 0 and pid not in seen:
-                        cmdline = proc_cmdline(pid)
-                        if cmdline:
-                            seen[pid] = cmdline
             port = client.get("outbound_http_port")
             pids_known = all(isinstance(i.get("envoy_pid"), int) for i in (client, server))
             if not isinstance(port, int) or not pids_known:
@@ -466,27 +385,21 @@ def start_gossamer_mesh(
             url = f"http://{LOOPBACK}:{port}/"
             code, body = http_get(url, GOSSAMER_HOST)
             if code == 200 and body == b"ok":
-                found.append(GossamerMesh(url, client, server, stop))
+                found.append(GossamerMesh(url, client, server, mesh.stop))
                 return True
             return False
 
         try:
-            wait_until("the Gossamer mesh to serve", ready, startup_timeout_s, interval_s=0.3)
-        except PathUnavailable:
-            raise
+            mesh.wait("the Gossamer mesh to serve", ready, startup_timeout_s)
         except BenchError as exc:
-            raise PathUnavailable(f"{exc}; gossamer up log:\n{up.log_tail()}") from None
+            raise PathUnavailable(str(exc)) from None
         return found[0]
     except BaseException:
-        stop()
+        mesh.stop()
         raise
 
 
 # --- measuring ---------------------------------------------------------------------------
-
-
-def _cpu(pids: Sequence[int]) -> list[float]:
-    return [proc_cpu_seconds(pid) for pid in pids]
 
 
 def measure(handle: PathHandle, settings: Settings, *, paced: bool) -> Run:
@@ -501,26 +414,21 @@ def measure(handle: PathHandle, settings: Settings, *, paced: bool) -> Run:
         connections = settings.saturation_connections
         cap = SATURATION_CAP_RPS * seconds
     app_pids = [handle.app_pid] if handle.app_pid is not None else []
-    host_before, wrk_before = host_busy_seconds(), children_cpu_seconds()
-    envoy_before, app_before = _cpu(handle.envoy_pids), _cpu(app_pids)
-    result = run_wrk(
-        handle.entry_url,
-        connections=connections,
-        duration_s=seconds,
-        rate=rate,
-        max_requests=cap,
-        host=handle.host,
-    )
-    envoy_after, app_after = _cpu(handle.envoy_pids), _cpu(app_pids)
-    host_after, wrk_after = host_busy_seconds(), children_cpu_seconds()
-    envoy_cpu = [a - b for a, b in zip(envoy_after, envoy_before, strict=True)]
-    app_cpu = (app_after[0] - app_before[0]) if app_pids else None
-    ours = sum(envoy_cpu) + (app_cpu or 0.0) + (wrk_after - wrk_before)
+    with cpu_use([*handle.envoy_pids, *app_pids]) as cpu:
+        result = run_wrk(
+            handle.entry_url,
+            connections=connections,
+            duration_s=seconds,
+            rate=rate,
+            max_requests=cap,
+            host=handle.host,
+        )
+    n = len(handle.envoy_pids)
     return Run(
         wrk=result,
-        envoy_cpu_s=envoy_cpu,
-        app_cpu_s=app_cpu,
-        other_cpu_s=max(0.0, (host_after - host_before) - ours),
+        envoy_cpu_s=cpu.pids_s[:n],
+        app_cpu_s=cpu.pids_s[n] if app_pids else None,
+        other_cpu_s=cpu.other_s(),
     )
 
 
@@ -535,32 +443,17 @@ def warm_up(handle: PathHandle, settings: Settings) -> None:
         )
 
 
-def _finite(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
 def summarize(runs: Sequence[Run], n_envoys: int) -> dict[str, Any]:
     """Pool runs: rates from total requests and time, percentiles from merged histograms."""
-    requests = sum(r.wrk.requests for r in runs)
-    duration = sum(r.wrk.duration_s for r in runs)
-    histogram = merge_histograms(r.wrk.histogram for r in runs)
-    errors: dict[str, int] = {}
-    for r in runs:
-        for key, value in r.wrk.errors.items():
-            errors[key] = errors.get(key, 0) + value
+    pooled = WrkResult.pooled(r.wrk for r in runs)
+    requests, duration = pooled.requests, pooled.duration_s
     out: dict[str, Any] = {
         "runs": len(runs),
         "requests": requests,
         "duration_s": round(duration, 3),
         "rps": round(requests / duration, 1) if duration else None,
-        "latency_us": {
-            "p50": _finite(percentile(histogram, 50)),
-            "p90": _finite(percentile(histogram, 90)),
-            "p99": _finite(percentile(histogram, 99)),
-            "p99.9": _finite(percentile(histogram, 99.9)),
-            "max": float(max(histogram)) if histogram else None,
-        },
-        "errors": errors,
+        "latency_us": latency_summary(pooled.histogram, (50, 90, 99, 99.9)),
+        "errors": pooled.errors,
         "cpu_us_per_request_per_envoy": None,
     }
     if n_envoys and requests:
@@ -587,21 +480,6 @@ def _round_figures(run: Run, n_envoys: int) -> dict[str, Any]:
     }
 
 
-def _ratio(num: float | None, den: float | None) -> float | None:
-    if num is None or den is None or den == 0 or math.isnan(num) or math.isnan(den):
-        return None
-    return round(num / den, 3)
-
-
-def _get(r: dict[str, Any], *keys: str) -> float | None:
-    value: Any = r
-    for key in keys:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return float(value) if isinstance(value, int | float) else None
-
-
 def _mean_memory(r: dict[str, Any], key: str) -> float | None:
     values = [m[key] for m in r.get("memory_kib", []) if m.get(key, -1) >= 0]
     return sum(values) / len(values) if values else None
@@ -623,25 +501,25 @@ GOAL_KEYS = RATIO_KEYS[:4]
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float | None]:
     """Ratios a/b of two path summaries (lower is better, except saturation_rps)."""
     return {
-        "paced_p50": _ratio(
-            _get(a, "paced", "latency_us", "p50"), _get(b, "paced", "latency_us", "p50")
+        "paced_p50": ratio(
+            dig(a, "paced", "latency_us", "p50"), dig(b, "paced", "latency_us", "p50")
         ),
-        "paced_p99": _ratio(
-            _get(a, "paced", "latency_us", "p99"), _get(b, "paced", "latency_us", "p99")
+        "paced_p99": ratio(
+            dig(a, "paced", "latency_us", "p99"), dig(b, "paced", "latency_us", "p99")
         ),
-        "paced_cpu_per_request_per_envoy": _ratio(
-            _get(a, "paced", "cpu_us_per_request_per_envoy"),
-            _get(b, "paced", "cpu_us_per_request_per_envoy"),
+        "paced_cpu_per_request_per_envoy": ratio(
+            dig(a, "paced", "cpu_us_per_request_per_envoy"),
+            dig(b, "paced", "cpu_us_per_request_per_envoy"),
         ),
-        "saturation_cpu_per_request_per_envoy": _ratio(
-            _get(a, "saturation", "cpu_us_per_request_per_envoy"),
-            _get(b, "saturation", "cpu_us_per_request_per_envoy"),
+        "saturation_cpu_per_request_per_envoy": ratio(
+            dig(a, "saturation", "cpu_us_per_request_per_envoy"),
+            dig(b, "saturation", "cpu_us_per_request_per_envoy"),
         ),
-        "saturation_rps": _ratio(_get(a, "saturation", "rps"), _get(b, "saturation", "rps")),
-        "rss_anon_per_envoy": _ratio(
+        "saturation_rps": ratio(dig(a, "saturation", "rps"), dig(b, "saturation", "rps")),
+        "rss_anon_per_envoy": ratio(
             _mean_memory(a, "rss_anon_kib"), _mean_memory(b, "rss_anon_kib")
         ),
-        "pss_per_envoy": _ratio(_mean_memory(a, "pss_kib"), _mean_memory(b, "pss_kib")),
+        "pss_per_envoy": ratio(_mean_memory(a, "pss_kib"), _mean_memory(b, "pss_kib")),
     }
 
 
@@ -651,7 +529,7 @@ runs on both paths compared."""
 
 
 def _other_cores(run: Run) -> float:
-    return run.other_cpu_s / run.wrk.duration_s if run.wrk.duration_s > 0 else 0.0
+    return load_cores(run.other_cpu_s, run.wrk.duration_s)
 
 
 def compare_runs(top: PathRuns, base: PathRuns) -> dict[str, Any]:
@@ -664,27 +542,21 @@ def compare_runs(top: PathRuns, base: PathRuns) -> dict[str, Any]:
     pooled = compare(summarize_path(top), summarize_path(base))
     rounds = range(min(len(top.paced), len(base.paced)))
     per_round = [compare(summarize_path(top, i), summarize_path(base, i)) for i in rounds]
-    quiet = [
-        i
-        for i in rounds
-        if all(
-            _other_cores(run) < QUIET_CORES
-            for run in (top.paced[i], top.saturation[i], base.paced[i], base.saturation[i])
-        )
-    ]
-    used = quiet if len(quiet) >= 2 else list(rounds)
-    median: dict[str, float | None] = {}
-    spread: dict[str, list[float] | None] = {}
-    for key in RATIO_KEYS:
-        values = [v for i in used if (v := per_round[i][key]) is not None]
-        median[key] = round(statistics.median(values), 3) if values else None
-        everywhere = [v for r in per_round if (v := r[key]) is not None]
-        spread[key] = [min(everywhere), max(everywhere)] if everywhere else None
+    used = rounds_for_median(
+        [
+            [
+                _other_cores(run)
+                for run in (top.paced[i], top.saturation[i], base.paced[i], base.saturation[i])
+            ]
+            for i in rounds
+        ],
+        QUIET_CORES,
+    )
     return {
-        "median_of_rounds": median,
+        "median_of_rounds": median_of_rounds(per_round, used, RATIO_KEYS),
         "rounds_in_median": [i + 1 for i in used],
         "pooled": pooled,
-        "round_range": spread,
+        "round_range": round_range(per_round, RATIO_KEYS),
         "per_round": per_round,
     }
 
@@ -773,7 +645,7 @@ def run(settings: Settings) -> dict[str, Any]:
     started = time.monotonic()
     data: dict[str, Any] = {
         "benchmark": NAME,
-        "machine": machine_info(envoy),
+        "machine": machine_at_start(envoy),
         "settings": {
             "rate_rps": settings.rate,
             "paced_connections": settings.paced_connections,
@@ -789,7 +661,6 @@ def run(settings: Settings) -> dict[str, Any]:
         "skipped": {},
         "notes": [],
     }
-    data["machine"]["other_envoys_at_start"] = len(pids_running("envoy"))
     workdir = Path(tempfile.mkdtemp(prefix="bench-dataplane-"))
     procs = Processes(workdir)
     runs: dict[str, PathRuns] = {}
@@ -801,14 +672,12 @@ def run(settings: Settings) -> dict[str, Any]:
             runs[h.name].envoy_cmdlines = [proc_cmdline(pid) for pid in h.envoy_pids]
             warm_up(h, settings)
         for round_index in range(settings.rounds):
-            # Rotate the order each round, so no path always runs first or last.
-            shift = round_index % len(handles)
-            for h in handles[shift:] + handles[:shift]:
+            for h in rotated(handles, round_index):
                 runs[h.name].paced.append(measure(h, settings, paced=True))
                 runs[h.name].saturation.append(measure(h, settings, paced=False))
         for h in handles:
             runs[h.name].memory_kib = [proc_memory_kib(pid) for pid in h.envoy_pids]
-        data["machine"]["other_envoys_at_end"] = len(set(pids_running("envoy")) - ours)
+        data["machine"]["other_envoys_at_end"] = other_envoys(ours)
     finally:
         try:
             procs.close()
@@ -841,20 +710,12 @@ def run(settings: Settings) -> dict[str, Any]:
         }
     data["ratios"] = ratios
     data["notes"].extend(_warnings(data, settings))
-    data["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    data["elapsed_s"] = round(time.monotonic() - started, 1)
+    finish_results(data, started)
     return data
 
 
 def _warnings(data: dict[str, Any], settings: Settings) -> list[str]:
-    out: list[str] = []
-    machine = data["machine"]
-    others = max(machine.get("other_envoys_at_start", 0), machine.get("other_envoys_at_end", 0))
-    if others:
-        out.append(
-            f"{others} Envoy processes that this benchmark did not start were running: "
-            "the machine was not idle"
-        )
+    out = busy_machine_notes(data["machine"])
     for name, p in data["paths"].items():
         other = max(p[mode].get("other_load_cores", 0.0) for mode in ("paced", "saturation"))
         if other >= 0.25:
@@ -883,26 +744,10 @@ def _warnings(data: dict[str, Any], settings: Settings) -> list[str]:
 
 
 def parse_args(argv: Sequence[str]) -> Settings:
-    d = Settings()
     ap = argparse.ArgumentParser(
         prog="python -m bench.dataplane",
         description="Data-plane tax: direct vs hand-written Envoy floor vs Gossamer sidecars.",
     )
-    ap.add_argument("--rate", type=int, default=d.rate, help="paced rate, requests/s")
-    ap.add_argument("--rounds", type=int, default=d.rounds)
-    ap.add_argument("--paced-seconds", type=int, default=d.paced_seconds)
-    ap.add_argument("--saturation-seconds", type=int, default=d.saturation_seconds)
-    ap.add_argument("--paced-connections", type=int, default=d.paced_connections)
-    ap.add_argument("--saturation-connections", type=int, default=d.saturation_connections)
-    ap.add_argument("--warmup-seconds", type=int, default=d.warmup_seconds)
-    ap.add_argument("--no-gossamer", action="store_true", help="skip the Gossamer path")
-    ap.add_argument("--gossamer-bin", default=None, help="path to the gossamer CLI")
-    ap.add_argument(
-        "--no-calibrate",
-        action="store_true",
-        help="skip the second floor (the A/A test that shows the benchmark's noise)",
-    )
-    ns = ap.parse_args(list(argv))
     limits = {
         "rate": (1, 50_000),
         "rounds": (1, 10),
@@ -912,9 +757,16 @@ def parse_args(argv: Sequence[str]) -> Settings:
         "saturation_connections": (1, 256),
         "warmup_seconds": (0, 10),
     }
-    for name, (low, high) in limits.items():
-        if not low <= getattr(ns, name) <= high:
-            ap.error(f"--{name.replace('_', '-')} must be within {low}..{high}")
+    add_int_options(ap, Settings(), limits, {"rate": "paced rate, requests/s"})
+    ap.add_argument("--no-gossamer", action="store_true", help="skip the Gossamer path")
+    ap.add_argument("--gossamer-bin", default=None, help="path to the gossamer CLI")
+    ap.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip the second floor (the A/A test that shows the benchmark's noise)",
+    )
+    ns = ap.parse_args(list(argv))
+    check_limits(ap, ns, limits)
     return Settings(
         rate=ns.rate,
         paced_connections=ns.paced_connections,
@@ -930,18 +782,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_args(sys.argv[1:] if argv is None else argv)
-    exit_on_signals()
-    try:
-        data = run(settings)
-    except BenchError as exc:
-        print(f"bench.dataplane: {exc}", file=sys.stderr)
-        return 1
-    text = markdown(data)
-    json_path, md_path = write_results(NAME, data, text)
-    print(text)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    return run_benchmark(NAME, argv, parse_args, run, markdown)
 
 
 if __name__ == "__main__":

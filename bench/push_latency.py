@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import random
@@ -37,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import (
-    LOOPBACK,
     REPO_DIR,
     BenchError,
+    api_status,
     free_port,
-    http_get,
+    log_tail,
     machine_info,
+    note_pids,
     pids_running,
     proc_cmdline,
     raise_nofile_limit,
@@ -196,23 +196,20 @@ def nearest_rank(values: Sequence[float], p: float) -> float:
 
 
 class StatusClient:
+    """The admin API's status, with the time each call took."""
+
     def __init__(self, api_port: int) -> None:
-        self.url = f"http://{LOOPBACK}:{api_port}/api/v1/status"
+        self.api_port = api_port
         self.durations_ms: list[float] = []
         self.last_bytes = 0
 
     def get(self) -> dict[str, Any] | None:
         started = time.perf_counter()
-        code, body = http_get(self.url, timeout_s=5.0)
+        data, size = api_status(self.api_port)
         self.durations_ms.append((time.perf_counter() - started) * 1000)
-        if code != 200:
-            return None
-        self.last_bytes = len(body)
-        try:
-            data = json.loads(body)
-        except json.JSONDecodeError:
-            return None
-        return data if isinstance(data, dict) else None
+        if size is not None:
+            self.last_bytes = size
+        return data
 
     def timing(self) -> dict[str, float]:
         d = self.durations_ms
@@ -302,18 +299,10 @@ class Mesh:
         self.remember_children(status)
 
     def remember_children(self, status: dict[str, Any]) -> None:
-        for inst in status.get("instances", []):
-            for key in ("envoy_pid", "app_pid"):
-                pid = inst.get(key)
-                if isinstance(pid, int) and pid not in self.children:
-                    cmdline = proc_cmdline(pid)
-                    if cmdline:
-                        self.children[pid] = cmdline
+        note_pids(status, self.children)
 
     def tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return log_tail(self.log, lines)
 
     def leftovers(self) -> list[tuple[int, str]]:
         """Processes still running that this mesh started: by state dir, and by pid."""

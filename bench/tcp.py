@@ -53,16 +53,29 @@ from bench._common import (
     LOOPBACK,
     BenchError,
     GossamerUp,
-    children_cpu_seconds,
+    add_int_options,
+    busy_machine_notes,
+    check_limits,
+    child_pids,
+    cpu_use,
     envoy_version_of,
-    exit_on_signals,
-    host_busy_seconds,
-    machine_info,
+    finish_results,
+    fmt,
+    load_cores,
+    machine_at_start,
+    median_of_rounds,
+    merge_histograms,
+    notes_lines,
+    other_envoys,
     percentile,
-    pids_running,
-    proc_cpu_seconds,
+    proc_stat,
     raise_nofile_limit,
-    write_results,
+    ratio,
+    rotated,
+    round_range,
+    rounds_for_median,
+    run_benchmark,
+    run_line,
 )
 
 NAME = "tcp"
@@ -194,7 +207,7 @@ class Postgres:
         out = self.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
         if not out.isdigit():
             return None
-        ppid = _proc_stat(int(out)).get("ppid")
+        ppid = proc_stat(int(out)).get("ppid")
         return int(ppid) if ppid else None
 
     def pgbench(
@@ -390,37 +403,14 @@ def redis_benchmark(
 # --- /proc for the servers -----------------------------------------------------------------
 
 
-def _proc_stat(pid: int) -> dict[str, int]:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return {}
-    fields = text[text.rindex(")") + 2 :].split()
-    return {
-        "ppid": int(fields[1]),
-        "utime": int(fields[11]),
-        "stime": int(fields[12]),
-        "cutime": int(fields[13]),
-        "cstime": int(fields[14]),
-    }
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _proc_stat(int(entry.name)).get("ppid") == pid:
-            out.append(int(entry.name))
-    return out
-
-
 def server_cpu_snapshot(pid: int | None, with_children: bool) -> dict[int, float]:
     """pid -> CPU seconds for the server and (if asked) its children. The server's entry
     includes the CPU of children it has reaped (cutime + cstime)."""
     if pid is None:
         return {}
     out: dict[int, float] = {}
-    for p in [pid, *(_children(pid) if with_children else [])]:
-        stat = _proc_stat(p)
+    for p in [pid, *(child_pids(pid) if with_children else [])]:
+        stat = proc_stat(p)
         if stat:
             ticks = stat["utime"] + stat["stime"]
             if p == pid and with_children:
@@ -438,30 +428,30 @@ def server_cpu_delta(before: Mapping[int, float], after: Mapping[int, float]) ->
 # --- the mesh ------------------------------------------------------------------------------
 
 
-def mesh_yaml(settings: Settings) -> str:
-    return f"""\
+_CLIENT = """\
 apiVersion: gossamer.dev/v1alpha1
 kind: Workload
-metadata: {{name: client}}
+metadata: {name: client}
 spec:
   command: [sleep, "100000"]
----
-apiVersion: gossamer.dev/v1alpha1
-kind: ExternalService
-metadata: {{name: postgres}}
-spec:
-  hosts: [postgres.bench.internal]
-  addresses: [{LOOPBACK}]
-  ports: [{{port: {settings.pg_port}, protocol: tcp}}]
----
-apiVersion: gossamer.dev/v1alpha1
-kind: ExternalService
-metadata: {{name: redis}}
-spec:
-  hosts: [redis.bench.internal]
-  addresses: [{LOOPBACK}]
-  ports: [{{port: {settings.redis_port}, protocol: tcp}}]
 """
+
+_EXTERNAL_SERVICE = """\
+apiVersion: gossamer.dev/v1alpha1
+kind: ExternalService
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}.bench.internal]
+  addresses: [{address}]
+  ports: [{{port: {port}, protocol: tcp}}]
+"""
+
+
+def mesh_yaml(settings: Settings) -> str:
+    services = (("postgres", settings.pg_port), ("redis", settings.redis_port))
+    docs = [_CLIENT]
+    docs += [_EXTERNAL_SERVICE.format(name=n, address=LOOPBACK, port=p) for n, p in services]
+    return "---\n".join(docs)
 
 
 @dataclass
@@ -533,17 +523,15 @@ def measured(
     *,
     server_children: bool,
 ) -> Sample:
-    host0, tool0 = host_busy_seconds(), children_cpu_seconds()
-    envoy0 = proc_cpu_seconds(envoy_pid) if envoy_pid else 0.0
-    server0 = server_cpu_snapshot(server_pid, server_children)
-    started = time.monotonic()
-    figures = fn()
-    seconds = time.monotonic() - started
-    envoy = (proc_cpu_seconds(envoy_pid) - envoy0) if envoy_pid else None
-    server = server_cpu_delta(server0, server_cpu_snapshot(server_pid, server_children))
-    host, tool_cpu = host_busy_seconds() - host0, children_cpu_seconds() - tool0
-    other = max(0.0, host - (envoy or 0.0) - server - tool_cpu)
-    return Sample(figures, int(figures[count_key]), seconds, envoy, server, tool_cpu, other)
+    with cpu_use([envoy_pid] if envoy_pid else []) as cpu:
+        server0 = server_cpu_snapshot(server_pid, server_children)
+        started = time.monotonic()
+        figures = fn()
+        seconds = time.monotonic() - started
+        server = server_cpu_delta(server0, server_cpu_snapshot(server_pid, server_children))
+    envoy = cpu.pids_s[0] if envoy_pid else None
+    count = int(figures[count_key])
+    return Sample(figures, count, seconds, envoy, server, cpu.tool_s, cpu.other_s(server))
 
 
 QUIET_CORES = 0.25
@@ -553,7 +541,7 @@ were, else of all rounds."""
 
 
 def _other_cores(sample: Sample) -> float:
-    return sample.other_cpu_s / sample.seconds if sample.seconds > 0 else 0.0
+    return load_cores(sample.other_cpu_s, sample.seconds)
 
 
 WORKLOADS = ("pgbench_select", "pgbench_select_paced", "redis_set", "redis_get")
@@ -569,10 +557,7 @@ def summarize(workload: str, samples: Sequence[Sample]) -> dict[str, Any]:
     envoy = [s.envoy_cpu_s for s in samples]
     out: dict[str, Any] = {"runs": len(samples), "count": count}
     if workload.startswith("pgbench"):
-        histogram: dict[int, int] = {}
-        for s in samples:
-            for value, n in s.figures["histogram"].items():
-                histogram[value] = histogram.get(value, 0) + n
+        histogram = merge_histograms(s.figures["histogram"] for s in samples)
         out["throughput"] = round(statistics.median(s.figures["tps"] for s in samples), 1)
         out["throughput_unit"] = "tps (pgbench, median of runs)"
         out["failed"] = sum(s.figures["failed"] for s in samples)
@@ -610,19 +595,13 @@ def _round_figures(workload: str, sample: Sample) -> dict[str, Any]:
     }
 
 
-def _ratio(a: Any, b: Any) -> float | None:
-    if not isinstance(a, int | float) or not isinstance(b, int | float) or not b:
-        return None
-    return round(a / b, 3)
-
-
 def compare(mesh: Mapping[str, Any], direct: Mapping[str, Any]) -> dict[str, float | None]:
     return {
-        "throughput": _ratio(mesh["throughput"], direct["throughput"]),
-        "latency_avg": _ratio(mesh["latency_ms"]["avg"], direct["latency_ms"]["avg"]),
-        "latency_p50": _ratio(mesh["latency_ms"]["p50"], direct["latency_ms"]["p50"]),
-        "latency_p99": _ratio(mesh["latency_ms"]["p99"], direct["latency_ms"]["p99"]),
-        "server_cpu_per_op": _ratio(
+        "throughput": ratio(mesh["throughput"], direct["throughput"]),
+        "latency_avg": ratio(mesh["latency_ms"]["avg"], direct["latency_ms"]["avg"]),
+        "latency_p50": ratio(mesh["latency_ms"]["p50"], direct["latency_ms"]["p50"]),
+        "latency_p99": ratio(mesh["latency_ms"]["p99"], direct["latency_ms"]["p99"]),
+        "server_cpu_per_op": ratio(
             mesh["cpu_us_per_op"]["server"], direct["cpu_us_per_op"]["server"]
         ),
     }
@@ -635,7 +614,7 @@ def run(settings: Settings) -> dict[str, Any]:
     started = time.monotonic()
     data: dict[str, Any] = {
         "benchmark": NAME,
-        "machine": machine_info(),
+        "machine": machine_at_start(),
         "settings": {
             "rounds": settings.rounds,
             "postgres": f"{LOOPBACK}:{settings.pg_port}/{settings.pg_db}",
@@ -656,7 +635,6 @@ def run(settings: Settings) -> dict[str, Any]:
         "workloads": {},
         "notes": [],
     }
-    data["machine"]["other_envoys_at_start"] = len(pids_running("envoy"))
     # Checked before anything runs: the cleanup deletes the key, so it must be ours.
     if redis_int(settings.redis_port, settings.redis_db, "EXISTS", REDIS_KEY) != 0:
         raise BenchError(
@@ -688,8 +666,7 @@ def run(settings: Settings) -> dict[str, Any]:
             redis_benchmark(redis_port, settings, "ping_mbulk", requests=2000)
         pg_rate = settings.pg_rate
         for round_index in range(settings.rounds):
-            order = PATHS[round_index % 2 :] + PATHS[: round_index % 2]
-            for path in order:
+            for path in rotated(PATHS, round_index):
                 pg_port, redis_port, envoy_pid = targets[path]
                 label = f"{path}-r{round_index + 1}"
                 for workload, rate in (("pgbench_select", 0), ("pgbench_select_paced", pg_rate)):
@@ -702,8 +679,7 @@ def run(settings: Settings) -> dict[str, Any]:
                     samples[f"redis_{test}"][path].append(
                         measured(bench, "requests", envoy_pid, redis_pid, server_children=False)
                     )
-        others = set(pids_running("envoy")) - {ports.envoy_pid}
-        data["machine"]["other_envoys_at_end"] = len(others)
+        data["machine"]["other_envoys_at_end"] = other_envoys([ports.envoy_pid])
     finally:
         try:
             if mesh is not None:
@@ -724,9 +700,8 @@ def run(settings: Settings) -> dict[str, Any]:
             compare(summarize(workload, [m]), summarize(workload, [d]))
             for m, d in zip(samples[workload]["mesh"], samples[workload]["direct"], strict=True)
         ]
-        pairs = list(zip(samples[workload]["mesh"], samples[workload]["direct"], strict=True))
-        quiet = [i for i, pair in enumerate(pairs) if max(map(_other_cores, pair)) < QUIET_CORES]
-        used = quiet if len(quiet) >= 2 else list(range(len(pairs)))
+        pairs = zip(samples[workload]["mesh"], samples[workload]["direct"], strict=True)
+        used = rounds_for_median([list(map(_other_cores, pair)) for pair in pairs], QUIET_CORES)
         data["workloads"][workload] = {
             "direct": direct,
             "mesh": through,
@@ -735,38 +710,20 @@ def run(settings: Settings) -> dict[str, Any]:
                 for path in PATHS
             },
             "mesh_vs_direct": {
-                "median_of_rounds": {
-                    key: round(statistics.median(vals), 3)
-                    if (vals := [v for i in used if (v := per_round[i][key]) is not None])
-                    else None
-                    for key in per_round[0]
-                },
+                "median_of_rounds": median_of_rounds(per_round, used, per_round[0]),
                 "rounds_in_median": [i + 1 for i in used],
-                "round_range": {
-                    key: [min(vals), max(vals)]
-                    if (vals := [v for r in per_round if (v := r[key]) is not None])
-                    else None
-                    for key in per_round[0]
-                },
+                "round_range": round_range(per_round, per_round[0]),
                 "pooled": compare(through, direct),
                 "per_round": per_round,
             },
         }
     data["notes"].extend(_warnings(data))
-    data["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    data["elapsed_s"] = round(time.monotonic() - started, 1)
+    finish_results(data, started)
     return data
 
 
 def _warnings(data: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    machine = data["machine"]
-    others = max(machine.get("other_envoys_at_start", 0), machine.get("other_envoys_at_end", 0))
-    if others:
-        out.append(
-            f"{others} Envoy processes that this benchmark did not start were running: "
-            "the machine was not idle"
-        )
+    out = busy_machine_notes(data["machine"])
     for workload, w in data["workloads"].items():
         for path in PATHS:
             s = w[path]
@@ -783,17 +740,12 @@ def _warnings(data: dict[str, Any]) -> list[str]:
 # --- report --------------------------------------------------------------------------------
 
 
-def _f(value: Any, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def markdown(data: dict[str, Any]) -> str:
-    m, s = data["machine"], data["settings"]
+    s = data["settings"]
     lines = [
         "# Databases through the mesh (TCP)",
         "",
-        f"Run of {m['date_utc']} at commit {m['git_commit']}, {m['nproc']} vCPU "
-        f"({m['cpu_model']}), Envoy {m.get('envoy_version', '?')}, in {data['elapsed_s']} s. "
+        f"{run_line(data)} "
         f"{data['tool_versions']['pgbench']}; {data['tool_versions']['redis-benchmark']}.",
         "",
         "direct: tool -> server. mesh: tool -> client sidecar's outbound TCP port (Envoy "
@@ -810,9 +762,9 @@ def markdown(data: dict[str, Any]) -> str:
             x = w[path]
             lat, cpu = x["latency_ms"], x["cpu_us_per_op"]
             lines.append(
-                f"| {workload} | {path} | {_f(x['throughput'])} | {_f(lat['avg'], 3)} "
-                f"| {_f(lat['p50'], 3)} | {_f(lat['p99'], 3)} | {_f(cpu['envoy'], 1)} "
-                f"| {_f(cpu['server'], 1)} | {_f(x['other_load_cores'], 2)} |"
+                f"| {workload} | {path} | {fmt(x['throughput'])} | {fmt(lat['avg'], 3)} "
+                f"| {fmt(lat['p50'], 3)} | {fmt(lat['p99'], 3)} | {fmt(cpu['envoy'], 1)} "
+                f"| {fmt(cpu['server'], 1)} | {fmt(x['other_load_cores'], 2)} |"
             )
     lines += [
         "",
@@ -830,7 +782,7 @@ def markdown(data: dict[str, Any]) -> str:
         for key in ("throughput", "latency_avg", "latency_p50", "latency_p99", "server_cpu_per_op"):
             span = spread.get(key)
             extra = f" ({span[0]:.2f}-{span[1]:.2f})" if span else ""
-            cells.append(f"{_f(med[key], 2)}{extra}")
+            cells.append(f"{fmt(med[key], 2)}{extra}")
         used = ", ".join(str(i) for i in r["rounds_in_median"])
         lines.append(f"| {workload} | " + " | ".join(cells) + f" | {used} |")
     lines += [
@@ -843,8 +795,7 @@ def markdown(data: dict[str, Any]) -> str:
         "children (backends, reaped ones included) or redis-server. Other cores: CPU that "
         "neither the tool, the sidecar nor the server used during the runs.",
     ]
-    if data["notes"]:
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in data["notes"]]
+    lines += notes_lines(data["notes"])
     return "\n".join(lines) + "\n"
 
 
@@ -854,22 +805,8 @@ def parse_args(argv: Sequence[str]) -> Settings:
         prog="python -m bench.tcp",
         description="pgbench and redis-benchmark, direct vs through a Gossamer sidecar.",
     )
-    ap.add_argument("--rounds", type=int, default=d.rounds)
-    ap.add_argument("--pg-port", type=int, default=d.pg_port)
-    ap.add_argument("--pg-db", default=d.pg_db)
-    ap.add_argument("--pg-scale", type=int, default=d.pg_scale)
-    ap.add_argument("--pg-clients", type=int, default=d.pg_clients)
-    ap.add_argument("--pg-seconds", type=int, default=d.pg_seconds, help="saturation runs")
-    ap.add_argument("--pg-rate", type=int, default=d.pg_rate, help="paced runs, tps")
-    ap.add_argument("--pg-paced-seconds", type=int, default=d.pg_paced_seconds)
-    ap.add_argument("--redis-port", type=int, default=d.redis_port)
-    ap.add_argument("--redis-db", type=int, default=d.redis_db)
-    ap.add_argument("--redis-requests", type=int, default=d.redis_requests)
-    ap.add_argument("--redis-clients", type=int, default=d.redis_clients)
-    ns = ap.parse_args(list(argv))
-    limits = {
-        "rounds": (1, 10),
-        "pg_port": (1, 65535),
+    first = {"rounds": (1, 10), "pg_port": (1, 65535)}
+    rest = {
         "pg_scale": (1, 10),
         "pg_clients": (1, 32),
         "pg_seconds": (1, 60),
@@ -880,9 +817,11 @@ def parse_args(argv: Sequence[str]) -> Settings:
         "redis_requests": (100, 1_000_000),
         "redis_clients": (1, 64),
     }
-    for name, (low, high) in limits.items():
-        if not low <= getattr(ns, name) <= high:
-            ap.error(f"--{name.replace('_', '-')} must be within {low}..{high}")
+    add_int_options(ap, d, first)
+    ap.add_argument("--pg-db", default=d.pg_db)
+    add_int_options(ap, d, rest, {"pg_seconds": "saturation runs", "pg_rate": "paced runs, tps"})
+    ns = ap.parse_args(list(argv))
+    check_limits(ap, ns, first | rest)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ns.pg_db):
         ap.error("--pg-db must be a plain database name")
     return Settings(
@@ -891,18 +830,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_args(sys.argv[1:] if argv is None else argv)
-    exit_on_signals()
-    try:
-        data = run(settings)
-    except BenchError as exc:
-        print(f"bench.{NAME}: {exc}", file=sys.stderr)
-        return 1
-    text = markdown(data)
-    json_path, md_path = write_results(NAME, data, text)
-    print(text)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    return run_benchmark(NAME, argv, parse_args, run, markdown)
 
 
 if __name__ == "__main__":
