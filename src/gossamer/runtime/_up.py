@@ -114,7 +114,12 @@ def _where_to_look(status: dict[str, Any], options: LocalOptions) -> str:
     lines = [
         f"  status:  gossamer status        (admin API http://{options.host}:{options.api_port})",
         f"  logs:    {options.state_dir / 'logs'}/<instance>.log (app), <instance>.envoy.log",
+        f"  access:  {options.state_dir / 'access'}/<node>.log, or: gossamer logs SERVICE",
     ]
+    for gw in status.get("gateways", ()):
+        for lst in gw["listeners"]:
+            scheme = "https" if lst["protocol"] == "HTTPS" else "http"
+            lines.append(f"  gateway: {scheme}://127.0.0.1:{lst['port']}/   ({gw['name']})")
     instances = status["instances"]
     hosts = [
         s["name"] if p["port"] == 80 else f"{s['name']}:{p['port']}"
