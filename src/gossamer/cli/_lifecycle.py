@@ -36,6 +36,7 @@ def up(args: argparse.Namespace) -> int:
         watch=not args.no_watch,
         first_port=args.first_port,
         config_timeout_s=args.config_timeout,
+        telemetry_interval_s=args.telemetry_interval,
     )
     return asyncio.run(run_up(options))
 

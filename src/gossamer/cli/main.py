@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds a sidecar may take to get its config",
     )
+    up.add_argument(
+        "--telemetry-interval", type=float, default=5.0, help="seconds between stats scrapes (5)"
+    )
     up.add_argument("-v", "--verbose", action="store_true")
     up.set_defaults(func=_lifecycle.up)
 

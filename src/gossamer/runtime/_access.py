@@ -7,7 +7,6 @@ file through its open descriptor), then Envoy is told to reopen its logs
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 
 def log_file(state_dir: Path, node: str) -> Path:
@@ -36,21 +37,13 @@ def rotate_files(path: Path, keep: int) -> None:
 
 async def reopen_logs(admin_port: int) -> bool:
     """Ask an Envoy to flush and reopen its access log files."""
+    url = f"http://127.0.0.1:{admin_port}/reopen_logs"
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", admin_port), 2.0
-        )
-    except (OSError, TimeoutError):
+        timeout = aiohttp.ClientTimeout(total=2.0)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.post(url) as reply:
+            return reply.status == 200
+    except (OSError, TimeoutError, aiohttp.ClientError):
         return False
-    try:
-        writer.write(b"POST /reopen_logs HTTP/1.0\r\nHost: envoy\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        status = await asyncio.wait_for(reader.readline(), 2.0)
-        return b" 200 " in status
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        writer.close()
 
 
 async def rotate_if_needed(

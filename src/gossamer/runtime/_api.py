@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gossamer.runtime._access import LogQuery
 from gossamer.runtime._local import LocalMesh
+from gossamer.telemetry import exposition
 from gossamer.translate import UnknownService, effective_routes
 
 
@@ -55,6 +56,14 @@ def make_app(mesh: LocalMesh) -> web.Application:
         data = mesh.logs(request.match_info["service"], query)
         return web.json_response(data, status=404 if "error" in data else 200)
 
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(
+            text=exposition(mesh.telemetry),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
@@ -66,6 +75,7 @@ def make_app(mesh: LocalMesh) -> web.Application:
             web.post("/api/v1/reload", reload),
             web.get("/api/v1/effective/{service}", effective),
             web.get("/api/v1/logs/{service}", logs),
+            web.get("/metrics", metrics),
             web.get("/healthz", healthz),
         ]
     )

@@ -24,6 +24,7 @@ from gossamer.runtime._controlplane import ControlPlane, Proposal
 from gossamer.runtime._ports import PortAllocator, port_free
 from gossamer.sidecar import GatewayRunner, InstanceRunner, StartError, XdsApi, app_path
 from gossamer.sources import load_sources, watch
+from gossamer.telemetry import Totals, collect_once
 
 log = logging.getLogger("gossamer.up")
 
@@ -42,6 +43,7 @@ class LocalOptions:
     config_timeout_s: float = 30.0
     watch: bool = True
     first_port: int = 20000
+    telemetry_interval_s: float = 5.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -127,6 +129,7 @@ class LocalMesh:
         self.control = ControlPlane(PortAllocator(options.first_port), self._preflight)
         self.runners: dict[str, InstanceRunner] = {}
         self.gateways: dict[str, GatewayRunner] = {}
+        self.telemetry = Totals()
         self.started_at = time.time()
         self._apply_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
@@ -324,6 +327,11 @@ class LocalMesh:
         out = {name: r.instance.admin_port for name, r in self.runners.items()}
         out.update({g.node_id: g.admin_port for g in self.gateways.values()})
         return out
+
+    async def collect_telemetry(self) -> None:
+        state = self.control.state
+        if state is not None:
+            await collect_once(state, self.proxies(), self.telemetry)
 
     async def rotate_access_logs(self) -> list[str]:
         state = self.control.state

@@ -93,8 +93,10 @@ async def run_up(options: LocalOptions, out: TextIO = sys.stdout) -> int:
         if options.watch:
             watcher = asyncio.create_task(mesh.run_watch())
         pid_writer = asyncio.create_task(_refresh_pids(mesh))
+        collector = asyncio.create_task(_collect(mesh))
         await mesh.stopping.wait()
         pid_writer.cancel()
+        collector.cancel()
         print("gossamer: stopping…", file=out, flush=True)
         return 0
     finally:
@@ -134,6 +136,16 @@ def _where_to_look(status: dict[str, Any], options: LocalOptions) -> str:
             f"(through {instances[0]['name']}'s sidecar)"
         )
     return "\n".join(lines)
+
+
+async def _collect(mesh: LocalMesh) -> None:
+    """Scrape every proxy's statistics for /metrics; a failure skips one round only."""
+    while True:
+        await asyncio.sleep(mesh.options.telemetry_interval_s)
+        try:
+            await mesh.collect_telemetry()
+        except Exception:
+            log.exception("telemetry collection failed; trying again next round")
 
 
 async def _refresh_pids(mesh: LocalMesh) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from gossamer.translate import names
+from gossamer.translate import ISTIO_BUCKETS_MS, names
 
 XdsApi = Literal["sotw", "delta"]
 
@@ -41,6 +41,12 @@ def bootstrap(
             },
             "cds_config": ads,
             "lds_config": ads,
+        },
+        "stats_config": {
+            # Istio's request duration buckets, so dashboards and queries work unchanged.
+            "histogram_bucket_settings": [
+                {"match": {"prefix": "vhost."}, "buckets": list(ISTIO_BUCKETS_MS)}
+            ]
         },
         "overload_manager": {
             "resource_monitors": [

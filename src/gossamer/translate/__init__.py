@@ -23,16 +23,20 @@ from gossamer.translate._snapshot import (
     Snapshot,
 )
 from gossamer.translate._static import static_bootstrap
+from gossamer.translate._telemetry import EDGE_SEPARATOR, ISTIO_BUCKETS_MS, SOURCE_HEADER
 from gossamer.translate._translate import EGRESS_DENIED_HEADER, UnknownProxy, translate
 
 __all__ = [
     "CLUSTER",
+    "EDGE_SEPARATOR",
     "EGRESS_DENIED_HEADER",
     "ENDPOINT",
+    "ISTIO_BUCKETS_MS",
     "LISTENER",
     "PUSH_ORDER",
     "ROUTE",
     "SHORT_NAMES",
+    "SOURCE_HEADER",
     "HeaderToAdd",
     "InconsistentSnapshot",
     "Resource",

@@ -27,6 +27,7 @@ from gossamer.translate._routes import (
     uses_fault,
 )
 from gossamer.translate._snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource, Snapshot
+from gossamer.translate._telemetry import source_stamp
 
 _DOWNSTREAM_TLS = (
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
@@ -186,4 +187,9 @@ def _route_config(
                 ],
             }
         )
-    return Resource(name, {"name": name, "virtual_hosts": virtual_hosts})
+    body = {
+        "name": name,
+        "virtual_hosts": virtual_hosts,
+        "request_headers_to_add": source_stamp(gateway.node_id),
+    }
+    return Resource(name, body)

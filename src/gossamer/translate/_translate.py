@@ -50,6 +50,7 @@ from gossamer.translate._routes import (
     uses_fault,
 )
 from gossamer.translate._snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource, Snapshot
+from gossamer.translate._telemetry import inbound_virtual_clusters, source_stamp
 
 DFP_FILTER = "envoy.filters.http.dynamic_forward_proxy"
 _DFP_FILTER_TYPE = (
@@ -93,7 +94,7 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
         by_type[CLUSTER].append(_inbound_cluster(instance, port, connect))
         by_type[LISTENER].append(_inbound_listener(state, instance, port))
     by_type[LISTENER].append(_outbound_http_listener(state, instance))
-    by_type[ROUTE].append(_outbound_routes(state))
+    by_type[ROUTE].append(_outbound_routes(state, workload.name))
     for service, service_port, local_port in instance.outbound_tcp_ports:
         name = names.outbound_tcp_listener(service, service_port)
         cluster = names.outbound_cluster(service, service_port)
@@ -134,24 +135,22 @@ def _inbound_listener(state: MeshState, instance: Instance, port: Port) -> Resou
         logs = access_logs(state.config.settings.access_log, instance.name, "inbound", tcp=True)
         chain = {"filters": [tcp_proxy(name, cluster, logs)]}
         return listener(name, instance.address, listen, [chain])
-    route_config = {
-        "name": name,
-        "virtual_hosts": [
-            {
-                "name": "inbound",
-                "domains": ["*"],
-                # The caller's sidecar enforces the route's timeout; the inbound hop adds none.
-                "routes": [
-                    {"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "0s"}}
-                ],
-            }
-        ],
-    }
     workload = state.config.workload(instance.workload)
+    assert workload is not None
+    virtual_host: dict[str, Any] = {
+        "name": "inbound",
+        "domains": ["*"],
+        # The caller's sidecar enforces the route's timeout; the inbound hop adds none.
+        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "0s"}}],
+    }
+    edges = inbound_virtual_clusters(state, workload)
+    if edges:
+        virtual_host["virtual_clusters"] = edges
+    route_config = {"name": name, "virtual_hosts": [virtual_host]}
     compression = next(
         (
             policy.compression
-            for svc in (workload.services if workload else ())
+            for svc in workload.services
             if (policy := state.config.policy_for(svc)) and policy.compression
         ),
         None,
@@ -184,7 +183,7 @@ def _outbound_http_listener(state: MeshState, instance: Instance) -> Resource:
     return listener(names.OUTBOUND_HTTP, instance.address, instance.outbound_http_port, [chain])
 
 
-def _outbound_routes(state: MeshState) -> Resource:
+def _outbound_routes(state: MeshState, source: str) -> Resource:
     settings = state.config.settings
     mesh_routes = [
         r for r in state.config.routes if any(p.kind is ParentKind.SERVICE for p in r.parents)
@@ -236,7 +235,11 @@ def _outbound_routes(state: MeshState) -> Resource:
                     }
                 )
     virtual_hosts.append(_catch_all(state))
-    body = {"name": names.OUTBOUND_HTTP, "virtual_hosts": virtual_hosts}
+    body = {
+        "name": names.OUTBOUND_HTTP,
+        "virtual_hosts": virtual_hosts,
+        "request_headers_to_add": source_stamp(source),
+    }
     return Resource(names.OUTBOUND_HTTP, body)
 
 

@@ -1,0 +1,173 @@
+"""Envoy's per-edge statistics to Istio's standard metrics. Pure: samples in, series out.
+
+Counters from each proxy are turned into deltas before they are added up, so a restarted
+Envoy (whose counters start again from zero) never makes a mesh-wide counter go down.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gossamer.model import MeshConfig, MeshState
+from gossamer.translate import EDGE_SEPARATOR, ISTIO_BUCKETS_MS
+
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+Labels = tuple[tuple[str, str], ...]
+SeriesKey = tuple[str, Labels]
+"""(metric name, sorted labels)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    name: str
+    labels: Mapping[str, str]
+    value: float
+
+
+def parse(text: str) -> tuple[list[Sample], int]:
+    """Prometheus text lines to samples; returns (samples, malformed lines skipped)."""
+    samples, bad = [], 0
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            bad += 1
+            continue
+        name, labels, value = match.groups()
+        try:
+            number = float(value)
+        except ValueError:
+            bad += 1
+            continue
+        samples.append(Sample(name, dict(_LABEL.findall(labels or "")), number))
+    return samples, bad
+
+
+def _workload_labels(config: MeshConfig, workload: str, side: str) -> dict[str, str]:
+    w = config.workload(workload)
+    gateway = config.gateway(workload.removesuffix(".gateway")) if w is None else None
+    name = gateway.name if gateway else workload
+    canonical = w.services[0] if w and w.services else name
+    return {
+        f"{side}_workload": name,
+        f"{side}_workload_namespace": "default",
+        f"{side}_canonical_service": canonical,
+        f"{side}_version": (w.version if w and w.version else "unknown"),
+        f"{side}_principal": "unknown",
+        f"{side}_app": canonical,
+    }
+
+
+def edge_series(state: MeshState, proxy: str, samples: Iterable[Sample]) -> dict[SeriesKey, float]:
+    """One proxy's inbound edge statistics as Istio series (reporter="destination")."""
+    instance = state.instance(proxy)
+    if instance is None:
+        return {}
+    out: dict[SeriesKey, float] = {}
+    destination = _workload_labels(state.config, instance.workload, "destination")
+    for s in samples:
+        edge = s.labels.get("envoy_virtual_cluster", "")
+        if EDGE_SEPARATOR not in edge or s.labels.get("envoy_virtual_host") != "inbound":
+            continue
+        source, service = edge.split(EDGE_SEPARATOR, 1)
+        base = {
+            "reporter": "destination",
+            **_workload_labels(state.config, source, "source"),
+            **destination,
+            "destination_service": service,
+            "destination_service_name": service,
+            "destination_service_namespace": "default",
+            "request_protocol": "http",
+            "connection_security_policy": "none",
+        }
+        if s.name == "envoy_vhost_vcluster_upstream_rq" and "envoy_response_code" in s.labels:
+            labels = {
+                **base,
+                "response_code": s.labels["envoy_response_code"],
+                "response_flags": "-",
+            }
+            out[("istio_requests_total", _key(labels))] = s.value
+        elif s.name == "envoy_vhost_vcluster_upstream_rq_time_bucket":
+            labels = {**base, "le": s.labels.get("le", "")}
+            out[("istio_request_duration_milliseconds_bucket", _key(labels))] = s.value
+        elif s.name in (
+            "envoy_vhost_vcluster_upstream_rq_time_sum",
+            "envoy_vhost_vcluster_upstream_rq_time_count",
+        ):
+            suffix = s.name.rsplit("_", 1)[1]
+            out[(f"istio_request_duration_milliseconds_{suffix}", _key(base))] = s.value
+    return out
+
+
+def _key(labels: Mapping[str, str]) -> Labels:
+    return tuple(sorted(labels.items()))
+
+
+@dataclass(slots=True)
+class Totals:
+    """Mesh-wide monotonic series, built from per-proxy counters that may reset."""
+
+    series: dict[SeriesKey, float] = field(default_factory=dict)
+    last: dict[tuple[str, SeriesKey], float] = field(default_factory=dict)
+    malformed_lines: int = 0
+    failed_scrapes: int = 0
+
+    def add(self, proxy: str, values: Mapping[SeriesKey, float]) -> None:
+        for key, value in values.items():
+            previous = self.last.get((proxy, key), 0.0)
+            delta = value - previous if value >= previous else value  # reset: starts at 0
+            self.last[(proxy, key)] = value
+            if delta:
+                self.series[key] = self.series.get(key, 0.0) + delta
+            else:
+                self.series.setdefault(key, 0.0)
+
+
+def exposition(totals: Totals) -> str:
+    """Prometheus text format, one block per metric, series sorted for stable output."""
+    helps = {
+        "istio_requests_total": ("counter", "Requests, by source and destination."),
+        "istio_request_duration_milliseconds": (
+            "histogram",
+            "Request duration in milliseconds, by source and destination.",
+        ),
+    }
+    lines = []
+    by_family: dict[str, list[tuple[SeriesKey, float]]] = {}
+    for key, value in totals.series.items():
+        family = key[0].removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
+        by_family.setdefault(family, []).append((key, value))
+    for family in sorted(by_family):
+        kind, text = helps.get(family, ("untyped", family))
+        lines.append(f"# HELP {family} {text}")
+        lines.append(f"# TYPE {family} {kind}")
+        for (name, labels), value in sorted(by_family[family], key=_bucket_order):
+            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+            lines.append(f"{name}{{{rendered}}} {_number(value)}")
+    lines.append(f"gossamer_telemetry_malformed_lines_total {totals.malformed_lines}")
+    lines.append(f"gossamer_telemetry_failed_scrapes_total {totals.failed_scrapes}")
+    return "\n".join(lines) + "\n"
+
+
+def _bucket_order(item: tuple[SeriesKey, float]) -> tuple[object, ...]:
+    (name, labels), _ = item
+    le = dict(labels).get("le")
+    rest = tuple((k, v) for k, v in labels if k != "le")
+    bound = float("inf") if le in (None, "+Inf") else float(le)
+    return (rest, name, bound)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+__all__ = ["ISTIO_BUCKETS_MS", "Sample", "Totals", "edge_series", "exposition", "parse"]

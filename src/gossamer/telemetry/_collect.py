@@ -1,0 +1,45 @@
+"""Scraping every proxy's Envoy statistics over its admin port (loopback only).
+
+Scraping was chosen over Envoy's metrics push service: it needs no extra listener in the
+control plane, a failed or slow proxy is simply skipped for one round, and the filter
+keeps each response to the per-edge series (a few KiB per sidecar)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+
+from gossamer.model import MeshState
+from gossamer.telemetry._aggregate import Totals, edge_series, parse
+
+log = logging.getLogger("gossamer.telemetry")
+
+STATS_PATH = "/stats/prometheus?usedonly&filter=vhost%5C.inbound%5C.vcluster"
+
+
+async def fetch(session: aiohttp.ClientSession, admin_port: int) -> str:
+    async with session.get(f"http://127.0.0.1:{admin_port}{STATS_PATH}") as response:
+        if response.status != 200:
+            raise OSError(f"admin answered {response.status}")
+        return await response.text()
+
+
+async def collect_once(state: MeshState, proxies: dict[str, int], totals: Totals) -> None:
+    """One round: every proxy, concurrently; a failure costs only that proxy's round."""
+
+    async def one(session: aiohttp.ClientSession, node: str, port: int) -> None:
+        try:
+            text = await fetch(session, port)
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            totals.failed_scrapes += 1
+            log.debug("scrape of %s failed: %s", node, exc)
+            return
+        samples, bad = parse(text)
+        totals.malformed_lines += bad
+        totals.add(node, edge_series(state, node, samples))
+
+    timeout = aiohttp.ClientTimeout(total=2.0)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(one(session, node, port) for node, port in proxies.items()))
