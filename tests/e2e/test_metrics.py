@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -69,3 +72,76 @@ def test_request_counts_and_durations_are_exact(mesh_factory: Any) -> None:
     assert _value(text, "istio_request_duration_milliseconds_bucket", le="+Inf", **edge) == 500
     assert "# TYPE istio_requests_total counter" in text
     assert _value(text, "gossamer_telemetry_failed_scrapes_total") == 0
+
+
+def _admin_stat(admin_port: int, name: str) -> int:
+    query = urllib.parse.quote(f"^{re.escape(name)}$")
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats?filter={query}") as r:
+        line = r.read().decode().strip()
+    return int(line.rsplit(": ", 1)[1])
+
+
+def test_database_bytes_are_attributed_to_the_calling_workload(mesh_factory: Any) -> None:
+    postgres = json.dumps(
+        {
+            "apiVersion": "gossamer.dev/v1alpha1",
+            "kind": "ExternalService",
+            "metadata": {"name": "postgres"},
+            "spec": {
+                "hosts": ["db.internal"],
+                "addresses": ["127.0.0.1"],
+                "ports": [{"port": 5432, "protocol": "tcp"}],
+            },
+        }
+    )
+    text = "\n---\n".join(
+        [
+            workload("orders", port=None, command=["sleep", "100000"]),
+            workload("billing", port=None, command=["sleep", "100000"]),
+            postgres,
+        ]
+    )
+    mesh = mesh_factory(text + "\n", "--telemetry-interval", "1")
+    orders = mesh.instance("orders-0")
+    [local] = [t["local_port"] for t in orders["outbound_tcp_ports"] if t["service"] == "postgres"]
+    for i in range(3):
+        out = subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(local),
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-Atc",
+                f"select repeat('x', {1000 * (i + 1)})",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "x" * (1000 * (i + 1))
+    prefix = "tcp.outbound|5432|tcp|postgres."
+    sent = _admin_stat(orders["admin_port"], prefix + "downstream_cx_rx_bytes_total")
+    received = _admin_stat(orders["admin_port"], prefix + "downstream_cx_tx_bytes_total")
+    assert received > 6000  # the three answers alone are 6000 bytes of x
+    edge = {"reporter": "source", "source_workload": "orders", "destination_service": "postgres"}
+    deadline = time.monotonic() + 20
+    while True:
+        text = _metrics(mesh.api)
+        seen = (
+            _value(text, "istio_tcp_sent_bytes_total", **edge),
+            _value(text, "istio_tcp_received_bytes_total", **edge),
+            _value(text, "istio_tcp_connections_opened_total", **edge),
+            _value(text, "istio_tcp_connections_closed_total", **edge),
+        )
+        if seen == (sent, received, 3, 3):
+            break
+        assert time.monotonic() < deadline, (seen, sent, received)
+        time.sleep(0.5)
+    # billing made no call: nothing is attributed to it.
+    assert _value(text, "istio_tcp_sent_bytes_total", source_workload="billing") == 0

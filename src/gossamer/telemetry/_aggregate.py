@@ -104,6 +104,66 @@ def edge_series(state: MeshState, proxy: str, samples: Iterable[Sample]) -> dict
     return out
 
 
+_TCP = {
+    "envoy_tcp_downstream_cx_rx_bytes_total": "istio_tcp_sent_bytes_total",
+    "envoy_tcp_downstream_cx_tx_bytes_total": "istio_tcp_received_bytes_total",
+    "envoy_tcp_downstream_cx_total": "istio_tcp_connections_opened_total",
+}
+
+
+def tcp_series(state: MeshState, proxy: str, samples: Iterable[Sample]) -> dict[SeriesKey, float]:
+    """One proxy's outbound TCP statistics (per TCP service it calls) as Istio series,
+    reporter="source": bytes the app sent and received, connections opened and closed."""
+    instance = state.instance(proxy)
+    if instance is None:
+        return {}
+    source = _workload_labels(state.config, instance.workload, "source")
+    out: dict[SeriesKey, float] = {}
+    for s in samples:
+        if s.name in _TCP:
+            prefix = s.labels.get("envoy_tcp_prefix", "")
+            parts = prefix.split("|")  # outbound|<port>|tcp|<service>
+            if len(parts) != 4 or parts[0] != "outbound":
+                continue
+            service, metric = parts[3], _TCP[s.name]
+        elif s.name == "envoy_cluster_upstream_cx_destroy":
+            parts = s.labels.get("envoy_cluster_name", "").split("|")  # outbound|<port>||<svc>
+            if len(parts) != 4 or parts[0] != "outbound" or not _is_tcp(state, parts[3]):
+                continue
+            service, metric = parts[3], "istio_tcp_connections_closed_total"
+        else:
+            continue
+        labels = {
+            "reporter": "source",
+            **source,
+            "destination_service": service,
+            "destination_service_name": service,
+            "destination_service_namespace": "default",
+            "destination_workload": service,
+            "destination_workload_namespace": "default",
+            "request_protocol": "tcp",
+            "connection_security_policy": "none",
+            "response_flags": "-",
+        }
+        key = (metric, _key(labels))
+        out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+def _is_tcp(state: MeshState, service: str) -> bool:
+    return any(
+        not p.protocol.is_http
+        for s in state.config.services()
+        if s.name == service
+        for p in s.ports
+    ) or any(
+        not p.protocol.is_http
+        for e in state.config.external_services
+        if e.name == service
+        for p in e.ports
+    )
+
+
 def _key(labels: Mapping[str, str]) -> Labels:
     return tuple(sorted(labels.items()))
 
@@ -136,6 +196,16 @@ def exposition(totals: Totals) -> str:
             "histogram",
             "Request duration in milliseconds, by source and destination.",
         ),
+        "istio_tcp_sent_bytes_total": (
+            "counter",
+            "Bytes sent over TCP, by source and destination.",
+        ),
+        "istio_tcp_received_bytes_total": (
+            "counter",
+            "Bytes received over TCP, by source and destination.",
+        ),
+        "istio_tcp_connections_opened_total": ("counter", "TCP connections opened."),
+        "istio_tcp_connections_closed_total": ("counter", "TCP connections closed."),
     }
     lines = []
     by_family: dict[str, list[tuple[SeriesKey, float]]] = {}
@@ -170,4 +240,12 @@ def _number(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
 
-__all__ = ["ISTIO_BUCKETS_MS", "Sample", "Totals", "edge_series", "exposition", "parse"]
+__all__ = [
+    "ISTIO_BUCKETS_MS",
+    "Sample",
+    "Totals",
+    "edge_series",
+    "exposition",
+    "parse",
+    "tcp_series",
+]

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import quote
 
 import aiohttp
 
 from gossamer.model import MeshState
-from gossamer.telemetry._aggregate import Totals, edge_series, parse
+from gossamer.telemetry._aggregate import Totals, edge_series, parse, tcp_series
 
 log = logging.getLogger("gossamer.telemetry")
 
-STATS_PATH = "/stats/prometheus?usedonly&filter=vhost%5C.inbound%5C.vcluster"
+STATS_PATH = "/stats/prometheus?usedonly&filter=" + quote(
+    r"^(vhost\.inbound\.vcluster\.|tcp\.outbound\||cluster\.outbound\|.*\.upstream_cx_destroy$)"
+)
+"""Only the series telemetry needs: per-edge HTTP, outbound TCP, closed upstream conns."""
 
 
 async def fetch(session: aiohttp.ClientSession, admin_port: int) -> str:
@@ -38,7 +42,7 @@ async def collect_once(state: MeshState, proxies: dict[str, int], totals: Totals
             return
         samples, bad = parse(text)
         totals.malformed_lines += bad
-        totals.add(node, edge_series(state, node, samples))
+        totals.add(node, {**edge_series(state, node, samples), **tcp_series(state, node, samples)})
 
     timeout = aiohttp.ClientTimeout(total=2.0)
     async with aiohttp.ClientSession(timeout=timeout) as session:
