@@ -55,17 +55,24 @@ def test_request_counts_and_durations_are_exact(mesh_factory: Any) -> None:
         "destination_workload": "orders",
         "destination_version": "v1",
     }
+    source_edge = {**edge, "reporter": "source"}
     deadline = time.monotonic() + 20  # Envoy flushes histograms every 5 s
     while True:
         text = _metrics(mesh.api)
-        counts = {
-            code: _value(text, "istio_requests_total", response_code=code, **edge)
-            for code in ("200", "503")
-        }
-        histogram = _value(text, "istio_request_duration_milliseconds_count", **edge)
-        if counts == {"200": 463, "503": 37} and histogram == 500:
+        seen = [
+            (
+                {
+                    code: _value(text, "istio_requests_total", response_code=code, **labels)
+                    for code in ("200", "503")
+                },
+                _value(text, "istio_request_duration_milliseconds_count", **labels),
+            )
+            for labels in (edge, source_edge)
+        ]
+        # Both reporters: the receiving sidecar's and the calling sidecar's.
+        if seen == [({"200": 463, "503": 37}, 500)] * 2:
             break
-        assert time.monotonic() < deadline, (counts, histogram, text[-2000:])
+        assert time.monotonic() < deadline, (seen, text[-2000:])
         time.sleep(0.5)
     # Istio's millisecond buckets, cumulative, ending at +Inf with every request.
     assert 'le="1"' in text and 'le="3600000"' in text

@@ -45,7 +45,8 @@ def bootstrap(
         "stats_config": {
             # Istio's request duration buckets, so dashboards and queries work unchanged.
             "histogram_bucket_settings": [
-                {"match": {"prefix": "vhost."}, "buckets": list(ISTIO_BUCKETS_MS)}
+                {"match": {"prefix": "vhost."}, "buckets": list(ISTIO_BUCKETS_MS)},
+                {"match": {"prefix": "cluster.outbound|"}, "buckets": list(ISTIO_BUCKETS_MS)},
             ]
         },
         "overload_manager": {

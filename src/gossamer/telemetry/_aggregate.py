@@ -85,22 +85,67 @@ def edge_series(state: MeshState, proxy: str, samples: Iterable[Sample]) -> dict
             "request_protocol": "http",
             "connection_security_policy": "none",
         }
-        if s.name == "envoy_vhost_vcluster_upstream_rq" and "envoy_response_code" in s.labels:
-            labels = {
-                **base,
-                "response_code": s.labels["envoy_response_code"],
-                "response_flags": "-",
+        _add_request_sample(out, s, "envoy_vhost_vcluster_upstream_rq", base)
+    return out
+
+
+def _add_request_sample(
+    out: dict[SeriesKey, float], s: Sample, envoy_prefix: str, base: Mapping[str, str]
+) -> None:
+    """An Envoy request counter (by code) or latency histogram sample, as Istio's series."""
+    if s.name == envoy_prefix and "envoy_response_code" in s.labels:
+        labels = {**base, "response_code": s.labels["envoy_response_code"], "response_flags": "-"}
+        out[("istio_requests_total", _key(labels))] = s.value
+    elif s.name == f"{envoy_prefix}_time_bucket":
+        labels = {**base, "le": s.labels.get("le", "")}
+        out[("istio_request_duration_milliseconds_bucket", _key(labels))] = s.value
+    elif s.name in (f"{envoy_prefix}_time_sum", f"{envoy_prefix}_time_count"):
+        suffix = s.name.rsplit("_", 1)[1]
+        out[(f"istio_request_duration_milliseconds_{suffix}", _key(base))] = s.value
+
+
+def source_series(
+    state: MeshState, proxy: str, samples: Iterable[Sample]
+) -> dict[SeriesKey, float]:
+    """One proxy's outbound HTTP statistics, per service it called, as Istio series with
+    reporter="source". The destination workload is named when one workload backs the
+    service, else "unknown" (the caller cannot tell which one answered)."""
+    instance = state.instance(proxy) if proxy else None
+    gateway = state.config.gateway(proxy.removesuffix(".gateway")) if instance is None else None
+    if instance is None and gateway is None:
+        return {}
+    source = _workload_labels(state.config, instance.workload if instance else proxy, "source")
+    services = {s.name: s for s in state.config.services()}
+    out: dict[SeriesKey, float] = {}
+    for s in samples:
+        parts = s.labels.get("envoy_cluster_name", "").split("|")  # outbound|<port>||<svc>
+        if len(parts) != 4 or parts[0] != "outbound" or parts[3] not in services:
+            continue
+        svc = services[parts[3]]
+        if _is_tcp(state, svc.name):
+            continue
+        if len(svc.workloads) == 1:
+            destination = _workload_labels(state.config, svc.workloads[0], "destination")
+        else:
+            destination = {
+                "destination_workload": "unknown",
+                "destination_workload_namespace": "default",
+                "destination_canonical_service": svc.name,
+                "destination_version": "unknown",
+                "destination_principal": "unknown",
+                "destination_app": svc.name,
             }
-            out[("istio_requests_total", _key(labels))] = s.value
-        elif s.name == "envoy_vhost_vcluster_upstream_rq_time_bucket":
-            labels = {**base, "le": s.labels.get("le", "")}
-            out[("istio_request_duration_milliseconds_bucket", _key(labels))] = s.value
-        elif s.name in (
-            "envoy_vhost_vcluster_upstream_rq_time_sum",
-            "envoy_vhost_vcluster_upstream_rq_time_count",
-        ):
-            suffix = s.name.rsplit("_", 1)[1]
-            out[(f"istio_request_duration_milliseconds_{suffix}", _key(base))] = s.value
+        base = {
+            "reporter": "source",
+            **source,
+            **destination,
+            "destination_service": svc.name,
+            "destination_service_name": svc.name,
+            "destination_service_namespace": "default",
+            "request_protocol": "http",
+            "connection_security_policy": "none",
+        }
+        _add_request_sample(out, s, "envoy_cluster_upstream_rq", base)
     return out
 
 
@@ -247,5 +292,6 @@ __all__ = [
     "edge_series",
     "exposition",
     "parse",
+    "source_series",
     "tcp_series",
 ]

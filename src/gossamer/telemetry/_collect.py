@@ -13,14 +13,22 @@ from urllib.parse import quote
 import aiohttp
 
 from gossamer.model import MeshState
-from gossamer.telemetry._aggregate import Totals, edge_series, parse, tcp_series
+from gossamer.telemetry._aggregate import (
+    Totals,
+    edge_series,
+    parse,
+    source_series,
+    tcp_series,
+)
 
 log = logging.getLogger("gossamer.telemetry")
 
 STATS_PATH = "/stats/prometheus?usedonly&filter=" + quote(
-    r"^(vhost\.inbound\.vcluster\.|tcp\.outbound\||cluster\.outbound\|.*\.upstream_cx_destroy$)"
+    r"^(vhost\.inbound\.vcluster\.|tcp\.outbound\|"
+    r"|cluster\.outbound\|.*\.(upstream_cx_destroy|upstream_rq_[0-9]+|upstream_rq_time)$)"
 )
-"""Only the series telemetry needs: per-edge HTTP, outbound TCP, closed upstream conns."""
+"""Only the series telemetry needs: per-edge inbound HTTP, outbound TCP, and per-cluster
+outbound requests, times and closed connections."""
 
 
 async def fetch(session: aiohttp.ClientSession, admin_port: int) -> str:
@@ -42,7 +50,10 @@ async def collect_once(state: MeshState, proxies: dict[str, int], totals: Totals
             return
         samples, bad = parse(text)
         totals.malformed_lines += bad
-        totals.add(node, {**edge_series(state, node, samples), **tcp_series(state, node, samples)})
+        series = edge_series(state, node, samples)
+        series.update(source_series(state, node, samples))
+        series.update(tcp_series(state, node, samples))
+        totals.add(node, series)
 
     timeout = aiohttp.ClientTimeout(total=2.0)
     async with aiohttp.ClientSession(timeout=timeout) as session:
