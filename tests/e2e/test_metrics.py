@@ -79,6 +79,17 @@ def test_request_counts_and_durations_are_exact(mesh_factory: Any) -> None:
     assert _value(text, "istio_request_duration_milliseconds_bucket", le="+Inf", **edge) == 500
     assert "# TYPE istio_requests_total counter" in text
     assert _value(text, "gossamer_telemetry_failed_scrapes_total") == 0
+    # The service graph shows the edge with its error share (37 of 500).
+    graph = mesh.cli("graph", "-o", "json", "--window", "600")
+    assert graph.returncode == 0, graph.stderr
+    [edge] = [e for e in json.loads(graph.stdout)["edges"] if e["destination"] == "orders"]
+    assert edge["source"] == "client" and edge["error_percent"] == 7.4
+    assert edge["requests_per_second"] > 0 and edge["health"] == "degraded"
+    assert edge["p50_ms"] is not None
+    dot = mesh.cli("graph", "-o", "dot")
+    assert '"workload/client" -> "service/orders"' in dot.stdout
+    top = mesh.cli("top", "--once", "--window", "600")
+    assert top.returncode == 0 and "client" in top.stdout and "7.4" in top.stdout
 
 
 def _admin_stat(admin_port: int, name: str) -> int:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from gossamer import __version__
-from gossamer.cli import _config, _lifecycle
+from gossamer.cli import _config, _lifecycle, _observe
 from gossamer.cli._client import DEFAULT_STATE_DIR
 
 
@@ -70,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-o", "--output", choices=["text", "json"], default="text")
     with_target(logs)
     logs.set_defaults(func=_lifecycle.logs)
+
+    graph = sub.add_parser("graph", help="the service graph: rates, errors, latency, bytes")
+    graph.add_argument("-o", "--output", choices=["text", "dot", "json"], default="text")
+    graph.add_argument("--window", type=float, default=60.0, help="seconds of history (60)")
+    with_target(graph)
+    graph.set_defaults(func=_observe.graph)
+
+    top = sub.add_parser("top", help="a live table of the graph's edges (Ctrl-C stops)")
+    top.add_argument("--window", type=float, default=30.0, help="seconds of history (30)")
+    top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    top.add_argument("--once", action="store_true", help="print once and exit")
+    with_target(top)
+    top.set_defaults(func=_observe.top)
 
     config = sub.add_parser("config", help="inspect the mesh's config")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="WHAT")

@@ -64,6 +64,13 @@ def make_app(mesh: LocalMesh) -> web.Application:
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
+    async def graph(request: web.Request) -> web.Response:
+        try:
+            window = float(request.query.get("window", "60"))
+        except ValueError:
+            return web.json_response({"error": "window is a number of seconds"}, status=400)
+        return web.json_response(mesh.graph(window))
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
@@ -76,6 +83,7 @@ def make_app(mesh: LocalMesh) -> web.Application:
             web.get("/api/v1/effective/{service}", effective),
             web.get("/api/v1/logs/{service}", logs),
             web.get("/metrics", metrics),
+            web.get("/api/v1/graph", graph),
             web.get("/healthz", healthz),
         ]
     )

@@ -9,6 +9,7 @@ restarted; a route or weight edit restarts nothing.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -17,6 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gossamer.model import Instance, MeshConfig, MeshState, Problem, Workload
 from gossamer.runtime._access import LogQuery, read_entries, rotate_if_needed
@@ -24,7 +26,7 @@ from gossamer.runtime._controlplane import ControlPlane, Proposal
 from gossamer.runtime._ports import PortAllocator, port_free
 from gossamer.sidecar import GatewayRunner, InstanceRunner, StartError, XdsApi, app_path
 from gossamer.sources import load_sources, watch
-from gossamer.telemetry import Totals, collect_once
+from gossamer.telemetry import Totals, collect_once, graph
 
 log = logging.getLogger("gossamer.up")
 
@@ -130,6 +132,10 @@ class LocalMesh:
         self.runners: dict[str, InstanceRunner] = {}
         self.gateways: dict[str, GatewayRunner] = {}
         self.telemetry = Totals()
+        self.history: collections.deque[tuple[float, dict[Any, float]]] = collections.deque(
+            maxlen=720
+        )
+        """(time, mesh-wide series) after each collection round: an hour at 5 s."""
         self.started_at = time.time()
         self._apply_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
@@ -332,6 +338,19 @@ class LocalMesh:
         state = self.control.state
         if state is not None:
             await collect_once(state, self.proxies(), self.telemetry)
+            self.history.append((time.time(), dict(self.telemetry.series)))
+
+    def graph(self, window_s: float) -> dict[str, Any]:
+        """The service graph over the last ``window_s`` seconds of collected telemetry."""
+        state = self.control.state
+        if state is None or not self.history:
+            return {"window_seconds": 0, "nodes": [], "edges": []}
+        now, newest = self.history[-1]
+        if self.history[0][0] > now - window_s:
+            # The window reaches back before the first round: everything since the start.
+            return graph(state.config, {}, newest, now - self.started_at)
+        then, oldest = next((t, s) for t, s in self.history if t >= now - window_s)
+        return graph(state.config, oldest, newest, now - then)
 
     async def rotate_access_logs(self) -> list[str]:
         state = self.control.state

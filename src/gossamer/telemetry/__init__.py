@@ -2,5 +2,17 @@
 
 from gossamer.telemetry._aggregate import Sample, Totals, edge_series, exposition, parse
 from gossamer.telemetry._collect import collect_once
+from gossamer.telemetry._graph import HealthThresholds, dot, graph, quantile
 
-__all__ = ["Sample", "Totals", "collect_once", "edge_series", "exposition", "parse"]
+__all__ = [
+    "HealthThresholds",
+    "Sample",
+    "Totals",
+    "collect_once",
+    "dot",
+    "edge_series",
+    "exposition",
+    "graph",
+    "parse",
+    "quantile",
+]
