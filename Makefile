@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts unit e2e goldens bench bench-deps clean install
+.PHONY: demo test test-deps lint typecheck contracts unit e2e goldens bench bench-deps clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,16 @@ contracts: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e"
 
-e2e: $(STAMP)
+e2e: $(STAMP) test-deps
 	$(BIN)/pytest -q -m e2e
 
-test: lint typecheck contracts
+# System tools the end-to-end tests use (Debian packages; CI runs as root). PostgreSQL,
+# MariaDB and Redis servers come with the machine.
+test-deps:
+	@command -v prometheus >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus)
+
+test: lint typecheck contracts test-deps
 	$(BIN)/pytest -q
 
 goldens: $(STAMP)

@@ -84,3 +84,23 @@ def test_graph_edges_rates_errors_and_health() -> None:
     assert HealthThresholds().health(25.0, 10) == "failure"
     assert '"workload/client" -> "service/orders"' in dot(data)
     assert next(n for n in data["nodes"] if n["id"] == "workload/orders")["health"] == "idle"
+
+
+def test_the_shipped_grafana_dashboard_queries_only_metrics_we_export() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads(
+        (Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text()
+    )
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) == 6
+    used = {m for e in exprs for m in re.findall(r"\b(istio_[a-z_]+)", e)}
+    exported = {
+        "istio_requests_total",
+        "istio_request_duration_milliseconds_bucket",
+        "istio_tcp_sent_bytes_total",
+        "istio_tcp_received_bytes_total",
+    }
+    assert used <= exported
