@@ -33,6 +33,7 @@ from gossamer.model import (
     Retry,
     RetryOn,
     TLSOrigination,
+    TracingSettings,
 )
 
 API_VERSION = "gossamer.dev/v1alpha1"
@@ -171,7 +172,18 @@ class AccessLogSpec(Strict):
     samplePercent: float = Field(default=100.0, ge=0, le=100)
 
 
+class CollectorSpec(Strict):
+    host: Hostname
+    port: int = Field(default=4317, ge=1, le=65535)
+
+
+class TracingSpec(Strict):
+    collector: CollectorSpec
+    samplePercent: float = Field(default=100.0, ge=0, le=100)
+
+
 class MeshSpec(Strict):
+    tracing: TracingSpec | None = None
     accessLog: AccessLogSpec = Field(default_factory=AccessLogSpec)
     defaultRequestTimeout: str = "15s"
     connectTimeout: str = "1s"
@@ -201,6 +213,11 @@ class MeshDoc(Strict):
             default_request_timeout_ms=ms(s.defaultRequestTimeout) or 0,
             connect_timeout_ms=ms(s.connectTimeout) or 1000,
             outbound_policy=OutboundPolicy(s.outboundTrafficPolicy.mode),
+            tracing=TracingSettings(
+                s.tracing.collector.host, s.tracing.collector.port, s.tracing.samplePercent
+            )
+            if s.tracing
+            else None,
             access_log=AccessLogSettings(
                 enabled=s.accessLog.enabled,
                 max_bytes=s.accessLog.maxSizeKB * 1024,

@@ -109,6 +109,15 @@ class AccessLogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """Envoy reports a span per request to an OpenTelemetry (OTLP/gRPC) collector."""
+
+    collector_host: str
+    collector_port: int
+    sample_percent: float = 100.0
+
+
+@dataclass(frozen=True, slots=True)
 class MeshSettings:
     """Mesh-wide settings (the ``Mesh`` resource). Every default that shapes traffic lives
     here, visible; ``gossamer config effective`` shows where each applies."""
@@ -119,6 +128,7 @@ class MeshSettings:
     """Upstream TCP connect timeout for every cluster."""
     outbound_policy: OutboundPolicy = OutboundPolicy.ALLOW_ANY
     access_log: AccessLogSettings = AccessLogSettings()
+    tracing: TracingSettings | None = None
     origin: Origin | None = field(default=None, compare=False)
 
 

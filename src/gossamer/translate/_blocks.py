@@ -52,6 +52,7 @@ def hcm(
     routing: dict[str, Any],
     extra_filters: list[dict[str, Any]] | None = None,
     access_log: list[dict[str, Any]] | None = None,
+    tracing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An HTTP connection manager; ``extra_filters`` run before the router."""
     config: dict[str, Any] = {
@@ -66,6 +67,8 @@ def hcm(
     }
     if access_log:
         config["access_log"] = access_log
+    if tracing:
+        config["tracing"] = tracing
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
 
 

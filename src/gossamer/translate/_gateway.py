@@ -22,12 +22,14 @@ from gossamer.translate._policy import compression_filters
 from gossamer.translate._routes import (
     Listener,
     candidates,
+    duration,
     route_entry,
     service_cluster,
     uses_fault,
 )
 from gossamer.translate._snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource, Snapshot
 from gossamer.translate._telemetry import source_stamp
+from gossamer.translate._tracing import hcm_tracing, tracing_cluster
 
 _DOWNSTREAM_TLS = (
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
@@ -69,12 +71,16 @@ def translate_gateway(state: MeshState, name: str) -> Snapshot:
     if policy is not None and policy.compression is not None:
         extra += compression_filters(policy.compression)
     logs = access_logs(state.config.settings.access_log, gateway.node_id, "ingress")
+    tracing = hcm_tracing(state.config.settings.tracing, gateway.node_id)
+    if state.config.settings.tracing is not None:
+        connect = duration(state.config.settings.connect_timeout_ms)
+        by_type[CLUSTER].append(tracing_cluster(state.config.settings.tracing, connect))
     for port in ports:
         on_port = [lst for lst in gateway.listeners if lst.port == port]
         route_name = names.gateway_route_config(name, port)
         by_type[ROUTE].append(_route_config(state, gateway, on_port, attached, route_name))
         chains = [
-            _filter_chain(lst, hcm(f"gateway_{name}_{port}", rds(route_name), extra, logs))
+            _filter_chain(lst, hcm(f"gateway_{name}_{port}", rds(route_name), extra, logs, tracing))
             for lst in on_port
         ]
         if on_port[0].protocol is ListenerProtocol.HTTP:

@@ -51,6 +51,7 @@ from gossamer.translate._routes import (
 )
 from gossamer.translate._snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource, Snapshot
 from gossamer.translate._telemetry import inbound_virtual_clusters, source_stamp
+from gossamer.translate._tracing import hcm_tracing, tracing_cluster
 
 DFP_FILTER = "envoy.filters.http.dynamic_forward_proxy"
 _DFP_FILTER_TYPE = (
@@ -90,6 +91,8 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
             by_type[CLUSTER].append(_external_cluster(ext, ext_port, connect))
     if state.config.settings.outbound_policy is OutboundPolicy.ALLOW_ANY:
         by_type[CLUSTER].append(_passthrough_cluster(connect))
+    if state.config.settings.tracing is not None:
+        by_type[CLUSTER].append(tracing_cluster(state.config.settings.tracing, connect))
     for port in workload.ports:
         by_type[CLUSTER].append(_inbound_cluster(instance, port, connect))
         by_type[LISTENER].append(_inbound_listener(state, instance, port))
@@ -163,6 +166,7 @@ def _inbound_listener(state: MeshState, instance: Instance, port: Port) -> Resou
         },
         compression_filters(compression) if compression else None,
         access_logs(state.config.settings.access_log, instance.name, "inbound"),
+        hcm_tracing(state.config.settings.tracing, instance.workload),
     )
     return listener(name, instance.address, listen, [{"filters": [manager]}])
 
@@ -179,7 +183,9 @@ def _outbound_http_listener(state: MeshState, instance: Instance) -> Resource:
             }
         )
     logs = access_logs(state.config.settings.access_log, instance.name, "outbound")
-    chain = {"filters": [hcm("outbound_http", rds(names.OUTBOUND_HTTP), filters, logs)]}
+    tracing = hcm_tracing(state.config.settings.tracing, instance.workload)
+    manager = hcm("outbound_http", rds(names.OUTBOUND_HTTP), filters, logs, tracing)
+    chain = {"filters": [manager]}
     return listener(names.OUTBOUND_HTTP, instance.address, instance.outbound_http_port, [chain])
 
 
