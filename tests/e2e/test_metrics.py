@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -163,3 +165,47 @@ def test_database_bytes_are_attributed_to_the_calling_workload(mesh_factory: Any
         time.sleep(0.5)
     # billing made no call: nothing is attributed to it.
     assert _value(text, "istio_tcp_sent_bytes_total", source_workload="billing") == 0
+
+
+def test_a_restarted_sidecar_neither_loses_nor_repeats_counts(mesh_factory: Any) -> None:
+    echo = [sys.executable, str(ECHO)]
+    text = "\n---\n".join(
+        [
+            workload("client", port=None, command=["sleep", "100000"]),
+            workload("orders", replicas=2, command=echo),
+        ]
+    )
+    mesh = mesh_factory(text + "\n", "--telemetry-interval", "1")
+    proxy = mesh.instance("client-0")["outbound_http_port"]
+    edge = {"reporter": "destination", "source_workload": "client", "response_code": "200"}
+
+    def total_after(expected: float) -> str:
+        deadline = time.monotonic() + 20
+        while True:
+            text = _metrics(mesh.api)
+            if _value(text, "istio_requests_total", **edge) == expected:
+                return text
+            assert time.monotonic() < deadline, _value(text, "istio_requests_total", **edge)
+            time.sleep(0.3)
+
+    for _ in range(100):
+        assert get_via(proxy, "http://orders/")[0] == 200
+    total_after(100)
+    # One serving sidecar dies; the supervisor restarts it with its counters at zero.
+    victim = mesh.instance("orders-0")
+    os.kill(victim["envoy_pid"], signal.SIGKILL)
+    mesh.wait_for(
+        lambda s: any(
+            i["name"] == "orders-0" and i["envoy_restarts"] == 1 and i["proxy"]["synced"]
+            for i in s["instances"]
+        ),
+        what="orders-0's sidecar back",
+    )
+    sent = 0
+    deadline = time.monotonic() + 30
+    while sent < 100:  # calls that hit the restarting sidecar are retried by the test
+        assert time.monotonic() < deadline
+        if get_via(proxy, "http://orders/")[0] == 200:
+            sent += 1
+    text = total_after(200)
+    assert _value(text, "istio_requests_total", **edge) == 200

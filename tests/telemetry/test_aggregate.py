@@ -104,3 +104,14 @@ def test_the_shipped_grafana_dashboard_queries_only_metrics_we_export() -> None:
         "istio_tcp_received_bytes_total",
     }
     assert used <= exported
+
+
+def test_a_new_process_epoch_counts_from_zero_even_above_the_old_value() -> None:
+    totals = Totals()
+    key = ("istio_requests_total", (("response_code", "200"),))
+    totals.add("orders-0", {key: 50}, epoch=100)
+    # Restarted (new pid) and already past 50 by its first scrape: all 60 are new.
+    totals.add("orders-0", {key: 60}, epoch=200)
+    assert totals.series[key] == 110
+    totals.add("orders-0", {key: 65}, epoch=200)
+    assert totals.series[key] == 115

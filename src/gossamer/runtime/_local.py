@@ -334,10 +334,17 @@ class LocalMesh:
         out.update({g.node_id: g.admin_port for g in self.gateways.values()})
         return out
 
+    def proxy_processes(self) -> dict[str, tuple[int, int]]:
+        """Every running proxy's node id, admin port and Envoy pid (its counters' epoch:
+        a restarted Envoy has a new pid and counts from zero again)."""
+        out = {name: (r.instance.admin_port, r.envoy.pid or 0) for name, r in self.runners.items()}
+        out.update({g.node_id: (g.admin_port, g.envoy.pid or 0) for g in self.gateways.values()})
+        return out
+
     async def collect_telemetry(self) -> None:
         state = self.control.state
         if state is not None:
-            await collect_once(state, self.proxies(), self.telemetry)
+            await collect_once(state, self.proxy_processes(), self.telemetry)
             self.history.append((time.time(), dict(self.telemetry.series)))
 
     def graph(self, window_s: float) -> dict[str, Any]:

@@ -222,7 +222,14 @@ class Totals:
     malformed_lines: int = 0
     failed_scrapes: int = 0
 
-    def add(self, proxy: str, values: Mapping[SeriesKey, float]) -> None:
+    epochs: dict[str, int] = field(default_factory=dict)
+
+    def add(self, proxy: str, values: Mapping[SeriesKey, float], epoch: int = 0) -> None:
+        """``epoch`` identifies the proxy process; a new one restarts its counters from
+        zero even when the first values seen are already above the last ones."""
+        if self.epochs.get(proxy, epoch) != epoch:
+            self.last = {k: v for k, v in self.last.items() if k[0] != proxy}
+        self.epochs[proxy] = epoch
         for key, value in values.items():
             previous = self.last.get((proxy, key), 0.0)
             delta = value - previous if value >= previous else value  # reset: starts at 0

@@ -38,10 +38,13 @@ async def fetch(session: aiohttp.ClientSession, admin_port: int) -> str:
         return await response.text()
 
 
-async def collect_once(state: MeshState, proxies: dict[str, int], totals: Totals) -> None:
+async def collect_once(
+    state: MeshState, proxies: dict[str, tuple[int, int]], totals: Totals
+) -> None:
+    """``proxies``: node id -> (admin port, process epoch, e.g. the Envoy's pid)."""
     """One round: every proxy, concurrently; a failure costs only that proxy's round."""
 
-    async def one(session: aiohttp.ClientSession, node: str, port: int) -> None:
+    async def one(session: aiohttp.ClientSession, node: str, port: int, epoch: int) -> None:
         try:
             text = await fetch(session, port)
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
@@ -53,8 +56,10 @@ async def collect_once(state: MeshState, proxies: dict[str, int], totals: Totals
         series = edge_series(state, node, samples)
         series.update(source_series(state, node, samples))
         series.update(tcp_series(state, node, samples))
-        totals.add(node, series)
+        totals.add(node, series, epoch)
 
     timeout = aiohttp.ClientTimeout(total=2.0)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        await asyncio.gather(*(one(session, node, port) for node, port in proxies.items()))
+        await asyncio.gather(
+            *(one(session, node, port, epoch) for node, (port, epoch) in proxies.items())
+        )
