@@ -9,7 +9,6 @@ restarted; a route or weight edit restarts nothing.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
@@ -26,7 +25,7 @@ from gossamer.runtime._controlplane import ControlPlane, Proposal
 from gossamer.runtime._ports import PortAllocator, port_free
 from gossamer.sidecar import GatewayRunner, InstanceRunner, StartError, XdsApi, app_path
 from gossamer.sources import load_sources, watch
-from gossamer.telemetry import Totals, collect_once, graph
+from gossamer.telemetry import Store, Totals, collect_once, graph
 
 log = logging.getLogger("gossamer.up")
 
@@ -132,10 +131,10 @@ class LocalMesh:
         self.runners: dict[str, InstanceRunner] = {}
         self.gateways: dict[str, GatewayRunner] = {}
         self.telemetry = Totals()
-        self.history: collections.deque[tuple[float, dict[Any, float]]] = collections.deque(
-            maxlen=720
-        )
-        """(time, mesh-wide series) after each collection round: an hour at 5 s."""
+        self.store = Store(options.state_dir / "telemetry.db")
+        """Mesh-wide series after each collection round: every round for an hour, then
+        one point a minute for a day."""
+        self._rounds = 0
         self.started_at = time.time()
         self._apply_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
@@ -327,6 +326,7 @@ class LocalMesh:
             *(r.stop(drain_s=None) for r in runners),
             return_exceptions=True,
         )
+        self.store.close()
 
     def proxies(self) -> dict[str, int]:
         """Every running proxy's node id and Envoy admin port."""
@@ -345,19 +345,24 @@ class LocalMesh:
         state = self.control.state
         if state is not None:
             await collect_once(state, self.proxy_processes(), self.telemetry)
-            self.history.append((time.time(), dict(self.telemetry.series)))
+            now = time.time()
+            await asyncio.to_thread(self.store.record, now, dict(self.telemetry.series))
+            self._rounds += 1
+            if self._rounds % 60 == 0:
+                await asyncio.to_thread(self.store.compact, now)
 
     def graph(self, window_s: float) -> dict[str, Any]:
         """The service graph over the last ``window_s`` seconds of collected telemetry."""
         state = self.control.state
-        if state is None or not self.history:
+        first = self.store.oldest()
+        if state is None or first is None:
             return {"window_seconds": 0, "nodes": [], "edges": []}
-        now, newest = self.history[-1]
-        if self.history[0][0] > now - window_s:
+        now = time.time()
+        newest = dict(self.telemetry.series)
+        if first > now - window_s:
             # The window reaches back before the first round: everything since the start.
             return graph(state.config, {}, newest, now - self.started_at)
-        then, oldest = next((t, s) for t, s in self.history if t >= now - window_s)
-        return graph(state.config, oldest, newest, now - then)
+        return graph(state.config, self.store.at(now - window_s), newest, window_s)
 
     async def rotate_access_logs(self) -> list[str]:
         state = self.control.state
