@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -13,7 +14,11 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from meshkit import ECHO, get_via, workload
+from meshkit import ECHO, free_port, get_via, workload
+
+from gossamer.api import Source, load_config
+from gossamer.model import MeshState, place, sequential_ports
+from gossamer.telemetry import Totals, collect_once, exposition
 
 
 def _metrics(api: str) -> str:
@@ -209,3 +214,39 @@ def test_a_restarted_sidecar_neither_loses_nor_repeats_counts(mesh_factory: Any)
             sent += 1
     text = total_after(200)
     assert _value(text, "istio_requests_total", **edge) == 200
+
+
+def test_a_failed_scrape_is_counted_and_drops_no_other_proxys_data(mesh_factory: Any) -> None:
+    echo = [sys.executable, str(ECHO)]
+    text = (
+        "\n---\n".join(
+            [
+                workload("client", port=None, command=["sleep", "100000"]),
+                workload("orders", command=echo),
+            ]
+        )
+        + "\n"
+    )
+    mesh = mesh_factory(text)
+    proxy = mesh.instance("client-0")["outbound_http_port"]
+    for _ in range(10):
+        assert get_via(proxy, "http://orders/")[0] == 200
+    config, problems = load_config([Source("mesh.yaml", text)])
+    assert config is not None, problems
+    state = MeshState(config, place(config, None, sequential_ports(40000)))
+    orders = mesh.instance("orders-0")
+    totals = Totals()
+    dead_port = free_port()  # nothing listens there: a proxy that disappeared
+    asyncio.run(
+        collect_once(
+            state,
+            {"orders-0": (orders["admin_port"], orders["envoy_pid"]), "client-0": (dead_port, 1)},
+            totals,
+        )
+    )
+    assert totals.failed_scrapes == 1
+    out = exposition(totals)
+    assert (
+        _value(out, "istio_requests_total", reporter="destination", source_workload="client") == 10
+    )
+    assert "gossamer_telemetry_failed_scrapes_total 1" in out
