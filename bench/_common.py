@@ -772,6 +772,8 @@ class GossamerUp:
 
     ``mesh_yaml`` is the mesh, or a function of the temporary folder that returns it (for
     apps that keep their files there). ``cli``: the gossamer CLI (see :func:`gossamer_cli`).
+    ``extra_args``: more options for ``gossamer up`` (``--first-port``,
+    ``--telemetry-interval``...).
 
     Gossamer starts sidecars and apps in sessions of their own, so stopping ``gossamer up``
     may not reach them: every Envoy and app pid seen in a status is remembered with its
@@ -784,6 +786,7 @@ class GossamerUp:
         *,
         watch: bool = False,
         cli: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-gossamer-"))
         self.api_port = free_port()
@@ -807,6 +810,7 @@ class GossamerUp:
             ]
             if not watch:
                 args.append("--no-watch")
+            args += extra_args
             self.up = self._procs.start("gossamer-up", args, cwd=self.workdir)
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
