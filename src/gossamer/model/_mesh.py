@@ -64,9 +64,6 @@ class Workload:
     def port(self, number: int) -> Port | None:
         return next((p for p in self.ports if p.port == number), None)
 
-    def instance_names(self) -> tuple[str, ...]:
-        return tuple(instance_name(self.name, i) for i in range(self.replicas))
-
 
 def instance_name(workload: str, index: int) -> str:
     """The stable name of the index-th instance of a workload; also its proxy's node id."""

@@ -8,11 +8,11 @@ import ipaddress
 from typing import Any
 
 from gossamer.model import TracingSettings
+from gossamer.translate._blocks import http2_options
 from gossamer.translate._snapshot import Resource
 
 TRACING_CLUSTER = "gossamer-tracing"
 _OTEL = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"
-_HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
 def tracing_cluster(settings: TracingSettings, connect_timeout: str) -> Resource:
@@ -33,12 +33,7 @@ def tracing_cluster(settings: TracingSettings, connect_timeout: str) -> Resource
             "name": TRACING_CLUSTER,
             "type": kind,
             "connect_timeout": connect_timeout,
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": _HTTP_OPTIONS,
-                    "explicit_http_config": {"http2_protocol_options": {}},
-                }
-            },
+            "typed_extension_protocol_options": http2_options(),  # OTLP is gRPC
             "load_assignment": {
                 "cluster_name": TRACING_CLUSTER,
                 "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
