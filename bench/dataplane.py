@@ -469,7 +469,8 @@ def summarize(runs: Sequence[Run], n_envoys: int) -> dict[str, Any]:
     return out
 
 
-def _round_figures(run: Run, n_envoys: int) -> dict[str, Any]:
+def round_figures(run: Run, n_envoys: int) -> dict[str, Any]:
+    """The headline figures of one run (one round of one mode)."""
     s = summarize([run], n_envoys)
     return {
         "rps": s["rps"],
@@ -477,6 +478,27 @@ def _round_figures(run: Run, n_envoys: int) -> dict[str, Any]:
         "p99_us": s["latency_us"]["p99"],
         "cpu_us_per_request_per_envoy": s["cpu_us_per_request_per_envoy"],
         "other_load_cores": s.get("other_load_cores"),
+    }
+
+
+def rounds_figures(pr: PathRuns) -> dict[str, list[dict[str, Any]]]:
+    """:func:`round_figures` of every round of a path, per mode."""
+    n = len(pr.handle.envoy_pids)
+    return {
+        "paced": [round_figures(r, n) for r in pr.paced],
+        "saturation": [round_figures(r, n) for r in pr.saturation],
+    }
+
+
+def path_figures(pr: PathRuns, **extra: Any) -> dict[str, Any]:
+    """A path's entry in the results: its summary, its rounds, then ``extra``."""
+    return {
+        "description": pr.handle.description,
+        "envoys": len(pr.handle.envoy_pids),
+        **summarize_path(pr),
+        "rounds": rounds_figures(pr),
+        **extra,
+        "envoy_cmdlines": pr.envoy_cmdlines,
     }
 
 
@@ -582,6 +604,28 @@ def goal_check(ratios: dict[str, float | None]) -> dict[str, bool | None]:
     }
 
 
+def measure_paths(
+    handles: Sequence[PathHandle],
+    settings: Settings,
+    after_round: Callable[[int, dict[str, PathRuns]], None] | None = None,
+) -> dict[str, PathRuns]:
+    """Warm up every path, then measure them paced and at saturation in interleaved
+    rounds (see :func:`rotated`), then read their Envoys' memory."""
+    runs = {h.name: PathRuns(h) for h in handles}
+    for h in handles:
+        runs[h.name].envoy_cmdlines = [proc_cmdline(pid) for pid in h.envoy_pids]
+        warm_up(h, settings)
+    for round_index in range(settings.rounds):
+        for h in rotated(handles, round_index):
+            runs[h.name].paced.append(measure(h, settings, paced=True))
+            runs[h.name].saturation.append(measure(h, settings, paced=False))
+        if after_round is not None:
+            after_round(round_index, runs)
+    for h in handles:
+        runs[h.name].memory_kib = [proc_memory_kib(pid) for pid in h.envoy_pids]
+    return runs
+
+
 # --- the benchmark -------------------------------------------------------------------------
 
 
@@ -666,17 +710,8 @@ def run(settings: Settings) -> dict[str, Any]:
     runs: dict[str, PathRuns] = {}
     try:
         handles = _start_paths(procs, workdir, settings, data)
-        runs = {h.name: PathRuns(h) for h in handles}
         ours = {pid for h in handles for pid in h.envoy_pids}
-        for h in handles:
-            runs[h.name].envoy_cmdlines = [proc_cmdline(pid) for pid in h.envoy_pids]
-            warm_up(h, settings)
-        for round_index in range(settings.rounds):
-            for h in rotated(handles, round_index):
-                runs[h.name].paced.append(measure(h, settings, paced=True))
-                runs[h.name].saturation.append(measure(h, settings, paced=False))
-        for h in handles:
-            runs[h.name].memory_kib = [proc_memory_kib(pid) for pid in h.envoy_pids]
+        runs = measure_paths(handles, settings)
         data["machine"]["other_envoys_at_end"] = other_envoys(ours)
     finally:
         try:
@@ -685,17 +720,7 @@ def run(settings: Settings) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
 
     for name, pr in runs.items():
-        n = len(pr.handle.envoy_pids)
-        data["paths"][name] = {
-            "description": pr.handle.description,
-            "envoys": n,
-            **summarize_path(pr),
-            "rounds": {
-                "paced": [_round_figures(r, n) for r in pr.paced],
-                "saturation": [_round_figures(r, n) for r in pr.saturation],
-            },
-            "envoy_cmdlines": pr.envoy_cmdlines,
-        }
+        data["paths"][name] = path_figures(pr)
     ratios: dict[str, Any] = {}
     if "floor" in runs and "direct" in runs:
         ratios["floor_vs_direct"] = compare_runs(runs["floor"], runs["direct"])
@@ -743,20 +768,30 @@ def _warnings(data: dict[str, Any], settings: Settings) -> list[str]:
     return out
 
 
+LIMITS: dict[str, tuple[int, int]] = {
+    "rate": (1, 50_000),
+    "rounds": (1, 10),
+    "paced_seconds": (1, 60),
+    "saturation_seconds": (1, 60),
+    "paced_connections": (1, 256),
+    "saturation_connections": (1, 256),
+    "warmup_seconds": (0, 10),
+}
+"""The integer options of the wrk measurement (also ``bench.telemetry``'s), with ranges."""
+
+
+def load_options(source: object) -> dict[str, Any]:
+    """The :data:`LIMITS` options of ``source`` (parsed arguments or a Settings), by name:
+    the keyword arguments of :class:`Settings` that shape the load."""
+    return {name: getattr(source, name) for name in LIMITS}
+
+
 def parse_args(argv: Sequence[str]) -> Settings:
     ap = argparse.ArgumentParser(
         prog="python -m bench.dataplane",
         description="Data-plane tax: direct vs hand-written Envoy floor vs Gossamer sidecars.",
     )
-    limits = {
-        "rate": (1, 50_000),
-        "rounds": (1, 10),
-        "paced_seconds": (1, 60),
-        "saturation_seconds": (1, 60),
-        "paced_connections": (1, 256),
-        "saturation_connections": (1, 256),
-        "warmup_seconds": (0, 10),
-    }
+    limits = LIMITS
     add_int_options(ap, Settings(), limits, {"rate": "paced rate, requests/s"})
     ap.add_argument("--no-gossamer", action="store_true", help="skip the Gossamer path")
     ap.add_argument("--gossamer-bin", default=None, help="path to the gossamer CLI")
@@ -768,13 +803,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
     ns = ap.parse_args(list(argv))
     check_limits(ap, ns, limits)
     return Settings(
-        rate=ns.rate,
-        paced_connections=ns.paced_connections,
-        saturation_connections=ns.saturation_connections,
-        rounds=ns.rounds,
-        paced_seconds=ns.paced_seconds,
-        saturation_seconds=ns.saturation_seconds,
-        warmup_seconds=ns.warmup_seconds,
+        **load_options(ns),
         gossamer=not ns.no_gossamer,
         gossamer_bin=ns.gossamer_bin,
         calibrate=not ns.no_calibrate,

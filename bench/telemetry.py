@@ -68,7 +68,6 @@ from bench._common import (
     proc_cpu_seconds,
     proc_memory_kib,
     raise_nofile_limit,
-    rotated,
     run_benchmark,
     run_line,
     wrk_binary,
@@ -113,15 +112,7 @@ class Settings:
     """Also measure a second logs-off mesh: logs_off_aa / logs_off is an A/A test."""
 
     def dataplane_settings(self) -> dp.Settings:
-        return dp.Settings(
-            rate=self.rate,
-            paced_connections=self.paced_connections,
-            saturation_connections=self.saturation_connections,
-            rounds=self.rounds,
-            paced_seconds=self.paced_seconds,
-            saturation_seconds=self.saturation_seconds,
-            warmup_seconds=self.warmup_seconds,
-        )
+        return dp.Settings(**dp.load_options(self))
 
 
 # --- mesh files ----------------------------------------------------------------------------
@@ -729,32 +720,12 @@ def access_log_files(up: GossamerUp) -> dict[str, Any]:
     }
 
 
-def per_round(pr: dp.PathRuns) -> dict[str, list[dict[str, Any]]]:
-    n = len(pr.handle.envoy_pids)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for mode, runs in (("paced", pr.paced), ("saturation", pr.saturation)):
-        out[mode] = []
-        for run in runs:
-            s = dp.summarize([run], n)
-            out[mode].append(
-                {
-                    "rps": s["rps"],
-                    "p50_us": s["latency_us"]["p50"],
-                    "p99_us": s["latency_us"]["p99"],
-                    "cpu_us_per_request_per_envoy": s["cpu_us_per_request_per_envoy"],
-                    "other_load_cores": s.get("other_load_cores"),
-                }
-            )
-    return out
-
-
 def run_dataplane(settings: Settings, first_port: int, workdirs: list[Path]) -> dict[str, Any]:
     print("data plane, access logs on vs off:", flush=True)
     dps = settings.dataplane_settings()
     meshes: list[DpMesh] = []
     runs: dict[str, dp.PathRuns] = {}
     logs: dict[str, dict[str, Any]] = {}
-    cmdlines: dict[str, list[str]] = {}
     try:
         variants = [("logs_on", True), ("logs_off", False)]
         if settings.calibrate:
@@ -762,35 +733,22 @@ def run_dataplane(settings: Settings, first_port: int, workdirs: list[Path]) -> 
         for k, (label, on) in enumerate(variants):
             meshes.append(start_dp_mesh(label, on, first_port + 1000 * k, workdirs))
         handles = [m.handle for m in meshes]
-        runs = {h.name: dp.PathRuns(h) for h in handles}
-        for h in handles:
-            cmdlines[h.name] = [proc_cmdline(pid) for pid in h.envoy_pids]
-            dp.warm_up(h, dps)
-        for round_index in range(settings.rounds):
-            for h in rotated(handles, round_index):
-                runs[h.name].paced.append(dp.measure(h, dps, paced=True))
-                runs[h.name].saturation.append(dp.measure(h, dps, paced=False))
+
+        def progress(round_index: int, runs: dict[str, dp.PathRuns]) -> None:
             p50 = [
                 f"{h.name} {fmt(dp.summarize([runs[h.name].paced[-1]], 2)['latency_us']['p50'])}"
                 for h in handles
             ]
             print(f"  round {round_index + 1}: paced p50 (us) {', '.join(p50)}", flush=True)
-        for h in handles:
-            runs[h.name].memory_kib = [proc_memory_kib(pid) for pid in h.envoy_pids]
+
+        runs = dp.measure_paths(handles, dps, progress)
         logs = {m.label: access_log_files(m.up) for m in meshes}
     finally:
         for m in meshes:
             m.up.stop()
     paths: dict[str, Any] = {}
     for name, pr in runs.items():
-        paths[name] = {
-            "description": pr.handle.description,
-            "envoys": len(pr.handle.envoy_pids),
-            **dp.summarize_path(pr),
-            "rounds": per_round(pr),
-            "access_log_files": logs.get(name),
-            "envoy_cmdlines": cmdlines.get(name, []),
-        }
+        paths[name] = dp.path_figures(pr, access_log_files=logs.get(name))
     ratios: dict[str, Any] = {}
     if "logs_on" in runs and "logs_off" in runs:
         ratios["logs_on_vs_off"] = dp.compare_runs(runs["logs_on"], runs["logs_off"])
@@ -1120,13 +1078,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
         "window_seconds": (5, 600),
         "load_rps": (1, 1000),
         "first_port": (1024, 60000),
-        "rate": (1, 50_000),
-        "rounds": (1, 10),
-        "paced_seconds": (1, 60),
-        "saturation_seconds": (1, 60),
-        "paced_connections": (1, 256),
-        "saturation_connections": (1, 256),
-        "warmup_seconds": (0, 10),
+        **dp.LIMITS,
     }
     add_int_options(
         ap,
@@ -1168,13 +1120,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
         first_port=ns.first_port,
         control_plane=not ns.no_control_plane,
         dataplane=not ns.no_dataplane,
-        rate=ns.rate,
-        paced_connections=ns.paced_connections,
-        saturation_connections=ns.saturation_connections,
-        rounds=ns.rounds,
-        paced_seconds=ns.paced_seconds,
-        saturation_seconds=ns.saturation_seconds,
-        warmup_seconds=ns.warmup_seconds,
+        **dp.load_options(ns),
         calibrate=not ns.no_calibrate,
     )
 
