@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,6 +33,7 @@ from gossamer.model import (
     Protocol,
     Retry,
     RetryOn,
+    TelemetrySettings,
     TLSOrigination,
     TracingSettings,
 )
@@ -170,6 +172,26 @@ class AccessLogSpec(Strict):
     maxSizeKB: int = Field(default=10_240, ge=64, le=10_485_760)
     maxFiles: int = Field(default=3, ge=1, le=100)
     samplePercent: float = Field(default=100.0, ge=0, le=100)
+    sink: Literal["File", "Grpc"] = "File"
+
+
+class PrometheusSpec(Strict):
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(
+                f"`{value}` is not an http(s) URL; give Prometheus' base URL, "
+                "e.g. http://127.0.0.1:9090"
+            )
+        return value.rstrip("/")
+
+
+class TelemetrySpec(Strict):
+    edgeMetrics: bool = True
+    prometheus: PrometheusSpec | None = None
 
 
 class CollectorSpec(Strict):
@@ -185,6 +207,7 @@ class TracingSpec(Strict):
 class MeshSpec(Strict):
     tracing: TracingSpec | None = None
     accessLog: AccessLogSpec = Field(default_factory=AccessLogSpec)
+    telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
     defaultRequestTimeout: str = "15s"
     connectTimeout: str = "1s"
     outboundTrafficPolicy: OutboundSpec = Field(default_factory=OutboundSpec)
@@ -223,6 +246,11 @@ class MeshDoc(Strict):
                 max_bytes=s.accessLog.maxSizeKB * 1024,
                 max_files=s.accessLog.maxFiles,
                 sample_percent=s.accessLog.samplePercent,
+                sink=s.accessLog.sink.lower(),
+            ),
+            telemetry=TelemetrySettings(
+                edge_metrics=s.telemetry.edgeMetrics,
+                prometheus_url=s.telemetry.prometheus.url if s.telemetry.prometheus else "",
             ),
             origin=origin,
         )

@@ -103,6 +103,20 @@ class AccessLogSettings:
     """Rotated files kept besides the current one."""
     sample_percent: float = 100.0
     """Share of successful requests logged; errors (status >= 400) are always logged."""
+    sink: str = "file"
+    """``file``: each proxy writes its own file. ``grpc``: proxies stream entries to the
+    control plane (Envoy's access log service), which writes the same files."""
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """What the mesh measures and where the graph and ``top`` read it from."""
+
+    edge_metrics: bool = True
+    """Per-edge request metrics (callers stamp their name; receivers count per caller).
+    Off: no source header and no per-caller counters in any sidecar."""
+    prometheus_url: str = ""
+    """Empty: the graph and ``top`` read the embedded store; else this Prometheus."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +140,7 @@ class MeshSettings:
     outbound_policy: OutboundPolicy = OutboundPolicy.ALLOW_ANY
     access_log: AccessLogSettings = AccessLogSettings()
     tracing: TracingSettings | None = None
+    telemetry: TelemetrySettings = TelemetrySettings()
     origin: Origin | None = field(default=None, compare=False)
 
 
