@@ -18,9 +18,10 @@
    false}}``; wrk through the client sidecar at a paced 2000 rps and at saturation, in
    interleaved rounds, measured as ``bench.dataplane`` does: p50/p99 and CPU us per request
    per Envoy, logs-on / logs-off ratios. A second logs-off mesh gives an A/A ratio, the
-   benchmark's own noise (``--no-calibrate`` skips it). The per-edge virtual clusters on
-   the receiving sidecar and the source-workload header that the calling sidecar stamps
-   are part of every sidecar's config and cannot be turned off: every path carries them.
+   benchmark's own noise (``--no-calibrate`` skips it). Every path keeps the per-edge
+   metrics on (the receiving sidecar's virtual clusters and the source-workload header the
+   calling sidecar stamps); ``bench.edge_metrics`` measures those on vs off with the same
+   meshes (the data-plane helpers below are shared with it).
 
 Run from the repo root: ``python -m bench.telemetry`` (``--help`` for the knobs); about
 3.5 minutes.
@@ -134,11 +135,11 @@ spec:
   command: [sleep, "100000"]
 """
 
-_NO_ACCESS_LOG = """\
+_MESH = """\
 apiVersion: gossamer.dev/v1alpha1
 kind: Mesh
-metadata: {name: mesh}
-spec: {accessLog: {enabled: false}}
+metadata: {{name: mesh}}
+spec: {spec}
 """
 
 
@@ -157,16 +158,40 @@ def cp_mesh_yaml(sidecars: int) -> Callable[[Path], str]:
     return text
 
 
-def dp_mesh_yaml(access_log: bool) -> Callable[[Path], str]:
-    """``upstream`` (nginx) and ``client``, with access logs on (default) or off."""
+@dataclass(frozen=True)
+class DpVariant:
+    """One mesh of the data-plane part: its path name and the telemetry it runs with."""
+
+    label: str
+    access_log: bool = True
+    edge_metrics: bool = True
+
+    def mesh_spec(self) -> str:
+        """The ``Mesh`` resource's spec (flow style); empty with the defaults."""
+        parts = []
+        if not self.access_log:
+            parts.append("accessLog: {enabled: false}")
+        if not self.edge_metrics:
+            parts.append("telemetry: {edgeMetrics: false}")
+        return "{" + ", ".join(parts) + "}" if parts else ""
+
+    def describe(self) -> str:
+        settings = self.mesh_spec()
+        return "wrk -> client sidecar -> server sidecar -> nginx, " + (
+            f"Mesh spec {settings}" if settings else "no Mesh resource (the defaults)"
+        )
+
+
+def dp_mesh_yaml(variant: DpVariant) -> Callable[[Path], str]:
+    """``upstream`` (nginx) and ``client``, with the variant's ``Mesh`` resource, if any."""
 
     def text(workdir: Path) -> str:
         docs = [
             _SERVER.format(name=DP_HOST, command=_app_command(workdir)),
             _CLIENT.format(name="client"),
         ]
-        if not access_log:
-            docs.append(_NO_ACCESS_LOG)
+        if spec := variant.mesh_spec():
+            docs.append(_MESH.format(spec=spec))
         return "---\n".join(docs)
 
     return text
@@ -652,14 +677,20 @@ def cp_summary(
 
 @dataclass
 class DpMesh:
-    label: str
+    variant: DpVariant
     up: GossamerUp
     handle: dp.PathHandle
+    server_admin_port: int | None
+
+    @property
+    def label(self) -> str:
+        return self.variant.label
 
 
-def start_dp_mesh(label: str, access_log: bool, first_port: int, workdirs: list[Path]) -> DpMesh:
+def start_dp_mesh(variant: DpVariant, first_port: int, workdirs: list[Path]) -> DpMesh:
+    label = variant.label
     up = GossamerUp(
-        dp_mesh_yaml(access_log), cli=gossamer_cli(), extra_args=["--first-port", str(first_port)]
+        dp_mesh_yaml(variant), cli=gossamer_cli(), extra_args=["--first-port", str(first_port)]
     )
     workdirs.append(up.workdir)
     try:
@@ -678,10 +709,7 @@ def start_dp_mesh(label: str, access_log: bool, first_port: int, workdirs: list[
             if code != 200 or body != b"ok":
                 return False
             app_pid = server.get("app_pid")
-            description = (
-                f"wrk -> client sidecar -> server sidecar -> nginx, access logs "
-                f"{'on (the default)' if access_log else 'off (Mesh accessLog.enabled: false)'}"
-            )
+            admin = server.get("admin_port")
             found.append(
                 dp.PathHandle(
                     label,
@@ -689,13 +717,15 @@ def start_dp_mesh(label: str, access_log: bool, first_port: int, workdirs: list[
                     DP_HOST,
                     [int(p) for p in pids if isinstance(p, int)],
                     app_pid if isinstance(app_pid, int) else None,
-                    description,
+                    variant.describe(),
                 )
             )
+            admin_ports.append(admin if isinstance(admin, int) else None)
             return True
 
+        admin_ports: list[int | None] = []
         up.wait(f"the {label} mesh to serve", ready, STARTUP_TIMEOUT_S)
-        return DpMesh(label, up, found[0])
+        return DpMesh(variant, up, found[0], admin_ports[0])
     except BaseException:
         up.stop()
         raise
@@ -720,18 +750,23 @@ def access_log_files(up: GossamerUp) -> dict[str, Any]:
     }
 
 
-def run_dataplane(settings: Settings, first_port: int, workdirs: list[Path]) -> dict[str, Any]:
-    print("data plane, access logs on vs off:", flush=True)
-    dps = settings.dataplane_settings()
+def measure_dp_variants(
+    dps: dp.Settings,
+    variants: Sequence[DpVariant],
+    first_port: int,
+    workdirs: list[Path],
+    inspect: Callable[[DpMesh], dict[str, Any]] | None = None,
+) -> tuple[dict[str, dp.PathRuns], dict[str, dict[str, Any]]]:
+    """Start one mesh per variant (port ranges from ``first_port``, 1000 apart), measure
+    them in interleaved rounds (:func:`bench.dataplane.measure_paths`), then stop them.
+    Returns the runs and, per path, the figures to add to its entry: its settings, its
+    access log files and what ``inspect(mesh)`` (called before the meshes stop) adds."""
     meshes: list[DpMesh] = []
     runs: dict[str, dp.PathRuns] = {}
-    logs: dict[str, dict[str, Any]] = {}
+    extra: dict[str, dict[str, Any]] = {}
     try:
-        variants = [("logs_on", True), ("logs_off", False)]
-        if settings.calibrate:
-            variants.append(("logs_off_aa", False))
-        for k, (label, on) in enumerate(variants):
-            meshes.append(start_dp_mesh(label, on, first_port + 1000 * k, workdirs))
+        for k, variant in enumerate(variants):
+            meshes.append(start_dp_mesh(variant, first_port + 1000 * k, workdirs))
         handles = [m.handle for m in meshes]
 
         def progress(round_index: int, runs: dict[str, dp.PathRuns]) -> None:
@@ -742,31 +777,50 @@ def run_dataplane(settings: Settings, first_port: int, workdirs: list[Path]) -> 
             print(f"  round {round_index + 1}: paced p50 (us) {', '.join(p50)}", flush=True)
 
         runs = dp.measure_paths(handles, dps, progress)
-        logs = {m.label: access_log_files(m.up) for m in meshes}
+        for m in meshes:
+            extra[m.label] = {
+                "access_log": m.variant.access_log,
+                "edge_metrics": m.variant.edge_metrics,
+                "access_log_files": access_log_files(m.up),
+                **(inspect(m) if inspect is not None else {}),
+            }
     finally:
         for m in meshes:
             m.up.stop()
-    paths: dict[str, Any] = {}
-    for name, pr in runs.items():
-        paths[name] = dp.path_figures(pr, access_log_files=logs.get(name))
+    return runs, extra
+
+
+def dp_settings_figures(settings: dp.Settings, calibrate: bool) -> dict[str, Any]:
+    """The ``settings`` of a data-plane part's results."""
+    return {
+        "rate_rps": settings.rate,
+        "paced_connections": settings.paced_connections,
+        "saturation_connections": settings.saturation_connections,
+        "rounds": settings.rounds,
+        "calibrate": calibrate,
+        "paced_seconds_per_round": settings.paced_seconds,
+        "saturation_seconds_per_round": settings.saturation_seconds,
+        "warmup_seconds": settings.warmup_seconds,
+        "load_generator": "wrk -t1 with bench/_wrk.lua (paced: absolute schedule)",
+        "telemetry_interval_s": ON_INTERVAL_S,
+    }
+
+
+def run_dataplane(settings: Settings, first_port: int, workdirs: list[Path]) -> dict[str, Any]:
+    print("data plane, access logs on vs off:", flush=True)
+    variants = [DpVariant("logs_on"), DpVariant("logs_off", access_log=False)]
+    if settings.calibrate:
+        variants.append(DpVariant("logs_off_aa", access_log=False))
+    dps = settings.dataplane_settings()
+    runs, extra = measure_dp_variants(dps, variants, first_port, workdirs)
+    paths = {name: dp.path_figures(pr, **extra[name]) for name, pr in runs.items()}
     ratios: dict[str, Any] = {}
     if "logs_on" in runs and "logs_off" in runs:
         ratios["logs_on_vs_off"] = dp.compare_runs(runs["logs_on"], runs["logs_off"])
     if "logs_off_aa" in runs and "logs_off" in runs:
         ratios["logs_off_aa_vs_logs_off"] = dp.compare_runs(runs["logs_off_aa"], runs["logs_off"])
     return {
-        "settings": {
-            "rate_rps": settings.rate,
-            "paced_connections": settings.paced_connections,
-            "saturation_connections": settings.saturation_connections,
-            "rounds": settings.rounds,
-            "calibrate": settings.calibrate,
-            "paced_seconds_per_round": settings.paced_seconds,
-            "saturation_seconds_per_round": settings.saturation_seconds,
-            "warmup_seconds": settings.warmup_seconds,
-            "load_generator": "wrk -t1 with bench/_wrk.lua (paced: absolute schedule)",
-            "telemetry_interval_s": ON_INTERVAL_S,
-        },
+        "settings": dp_settings_figures(dps, settings.calibrate),
         "paths": paths,
         "ratios": ratios,
     }
@@ -859,26 +913,31 @@ def warnings(data: dict[str, Any], settings: Settings) -> list[str]:
             out.append(f"{n} sidecars: {scrapes} scrapes failed")
     d = data.get("dataplane")
     if d:
-        for name, p in d["paths"].items():
-            other = max(p[mode].get("other_load_cores", 0.0) for mode in ("paced", "saturation"))
-            if other >= 0.25:
-                out.append(f"{name}: other processes kept {other:.2f} cores busy in its runs")
-            for mode in ("paced", "saturation"):
-                errors = sum(p[mode]["errors"].values())
-                if errors:
-                    out.append(f"{name} {mode}: {errors} errors {p[mode]['errors']}")
-            if (p["paced"]["rps"] or 0.0) < 0.95 * settings.rate:
-                out.append(f"{name}: paced runs fell short of {settings.rate} rps")
-            for cmdline in p["envoy_cmdlines"]:
-                if "--concurrency 1" not in cmdline:
-                    out.append(f"{name}: a sidecar runs without --concurrency 1: {cmdline}")
-        on = dig(d, "paths", "logs_on", "access_log_files", "bytes")
-        off = dig(d, "paths", "logs_off", "access_log_files", "bytes")
-        off = (off or 0) + (dig(d, "paths", "logs_off_aa", "access_log_files", "bytes") or 0)
-        if not on or off:
+        out += dp_warnings(d, settings.rate)
+    return out
+
+
+def dp_warnings(d: dict[str, Any], rate: int) -> list[str]:
+    """What in a data-plane part's results makes its figures doubtful."""
+    out = []
+    for name, p in d["paths"].items():
+        other = max(p[mode].get("other_load_cores", 0.0) for mode in ("paced", "saturation"))
+        if other >= 0.25:
+            out.append(f"{name}: other processes kept {other:.2f} cores busy in its runs")
+        for mode in ("paced", "saturation"):
+            errors = sum(p[mode]["errors"].values())
+            if errors:
+                out.append(f"{name} {mode}: {errors} errors {p[mode]['errors']}")
+        if (p["paced"]["rps"] or 0.0) < 0.95 * rate:
+            out.append(f"{name}: paced runs fell short of {rate} rps")
+        for cmdline in p["envoy_cmdlines"]:
+            if "--concurrency 1" not in cmdline:
+                out.append(f"{name}: a sidecar runs without --concurrency 1: {cmdline}")
+        written = dig(p, "access_log_files", "bytes")
+        if "access_log" in p and bool(written) != p["access_log"]:
             out.append(
-                f"access log files: {on} bytes with logs on, {off} with logs off: "
-                "the setting did not take effect as expected"
+                f"{name}: access logs {'on' if p['access_log'] else 'off'}, yet {written} bytes "
+                "in the access log files: the setting did not take effect as expected"
             )
     return out
 
@@ -974,22 +1033,45 @@ def dp_lines(d: dict[str, Any]) -> list[str]:
         if st.get("calibrate")
         else ""
     )
-    lines = [
+    titles = {
+        "logs_on_vs_off": "logs on / logs off",
+        "logs_off_aa_vs_logs_off": "logs off copy / logs off (A/A: the noise)",
+    }
+    return [
         "",
         "## Data plane: access logs on vs off",
         "",
         f"Meshes of a client and a server sidecar in front of nginx: `logs_on` with access "
         f"logs on (the default), `logs_off` with `Mesh` `spec: {{accessLog: {{enabled: "
-        f"false}}}}`{copy}; all with telemetry every {st['telemetry_interval_s']} s. wrk "
-        "through the client sidecar "
-        f"(`Host: upstream`): {st['rate_rps']} rps paced over {st['paced_connections']} "
-        f"connections, and saturation over {st['saturation_connections']}, in "
-        f"{st['rounds']} interleaved rounds of {st['paced_seconds_per_round']} s + "
-        f"{st['saturation_seconds_per_round']} s, as `bench.dataplane` measures. The "
-        "per-edge virtual clusters of the receiving sidecar and the "
-        "`x-gossamer-source-workload` header of the calling one are always on: every path "
-        "carries them, so this compares access logging alone.",
+        f"false}}}}`{copy}; all with telemetry every {st['telemetry_interval_s']} s. "
+        + dp_load_text(st)
+        + " The per-edge virtual clusters of the receiving sidecar and the "
+        "`x-gossamer-source-workload` header of the calling one are on in every path "
+        "(`bench.edge_metrics` measures them on vs off), so this compares access logging "
+        "alone.",
         "",
+        *dp_path_table(d),
+        *dp_ratio_table(d, titles),
+        "",
+        "Access log bytes left: what the files held at the end; rotation (10 MiB, 3 files "
+        "kept) drops older lines, so this is not all that was written.",
+    ]
+
+
+def dp_load_text(st: dict[str, Any]) -> str:
+    """How a data-plane part loads its paths, from its ``settings``."""
+    return (
+        f"wrk through the client sidecar (`Host: upstream`): {st['rate_rps']} rps paced over "
+        f"{st['paced_connections']} connections, and saturation over "
+        f"{st['saturation_connections']}, in {st['rounds']} interleaved rounds of "
+        f"{st['paced_seconds_per_round']} s + {st['saturation_seconds_per_round']} s, as "
+        "`bench.dataplane` measures."
+    )
+
+
+def dp_path_table(d: dict[str, Any]) -> list[str]:
+    """A data-plane part's figures per path, as a Markdown table."""
+    lines = [
         "| path | sat. rps | paced rps | p50 ms | p99 ms | CPU us/req/Envoy @rate | "
         "CPU us/req/Envoy @sat | access log bytes left | bytes per line | other load (cores) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -1004,22 +1086,24 @@ def dp_lines(d: dict[str, Any]) -> list[str]:
             f"{fmt(sat['cpu_us_per_request_per_envoy'], 1)} | {fmt(logs.get('bytes'))} | "
             f"{fmt(logs.get('mean_line_bytes'))} | {other:.2f} |"
         )
-    titles = {
-        "logs_on_vs_off": "logs on / logs off",
-        "logs_off_aa_vs_logs_off": "logs off copy / logs off (A/A: the noise)",
-    }
+    return lines
+
+
+def dp_ratio_table(d: dict[str, Any], titles: dict[str, str]) -> list[str]:
+    """A data-plane part's ratios (``titles`` names them), as a Markdown table."""
+    if not d["ratios"]:
+        return []
     keys = list(dp.RATIO_KEYS)
-    if d["ratios"]:
-        lines += [
-            "",
-            "Ratios: the median of per-round ratios (over the quiet rounds when at least two "
-            "were quiet), the ratio of the figures pooled over all rounds, and the range "
-            "over rounds.",
-            "",
-            "| ratio | paced p50 | paced p99 | CPU/req/Envoy @rate | CPU/req/Envoy @sat | "
-            "sat. rps | RssAnon | Pss |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
+    lines = [
+        "",
+        "Ratios: the median of per-round ratios (over the quiet rounds when at least two "
+        "were quiet), the ratio of the figures pooled over all rounds, and the range "
+        "over rounds.",
+        "",
+        "| ratio | paced p50 | paced p99 | CPU/req/Envoy @rate | CPU/req/Envoy @sat | "
+        "sat. rps | RssAnon | Pss |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for key, r in d["ratios"].items():
         title = titles.get(key, key)
         med, pooled, rng = r["median_of_rounds"], r["pooled"], r["round_range"]
@@ -1033,11 +1117,6 @@ def dp_lines(d: dict[str, Any]) -> list[str]:
             f"| {title}, pooled | " + " | ".join(fmt(pooled.get(k), 2) for k in keys) + " |",
             f"| {title}, range | " + " | ".join(ranges) + " |",
         ]
-    lines += [
-        "",
-        "Access log bytes left: what the files held at the end; rotation (10 MiB, 3 files "
-        "kept) drops older lines, so this is not all that was written.",
-    ]
     return lines
 
 

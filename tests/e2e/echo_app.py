@@ -2,7 +2,8 @@
 
 Listens on 127.0.0.1:$PORT. The response says which instance served it, and the method,
 path, query and headers it saw, so tests can check what the mesh did to a request.
-`/status/NNN` answers with that status; `/delay/MS` waits first; `/big` sends 64 KiB.
+`/status/NNN` answers with that status; `/delay/MS` waits first; `/big` sends 64 KiB;
+`/reset` closes the connection without an answer.
 `/precompressed` sends ~64 KiB of JSON already gzipped (`Content-Encoding: gzip`), with
 the SHA-256 of the bytes it sent in `x-body-sha256`. `?content-type=T` on any path sets
 the response's Content-Type to T. Request bodies may be chunked; `body_bytes` and
@@ -27,6 +28,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -72,6 +74,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if url.path == "/_fail":
             self._toggle(parse_qs(url.query))
+            return
+        if url.path == "/reset":  # close the connection without answering
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
             return
         status = 200
         attempt = 0

@@ -250,3 +250,86 @@ def test_a_failed_scrape_is_counted_and_drops_no_other_proxys_data(mesh_factory:
         _value(out, "istio_requests_total", reporter="destination", source_workload="client") == 10
     )
     assert "gossamer_telemetry_failed_scrapes_total 1" in out
+
+
+def test_response_flags_come_from_envoy_and_split_the_counts(mesh_factory: Any) -> None:
+    """Envoy's statistics carry no response flags: flagged requests reach the control
+    plane over the access log service and move into their own series, exactly."""
+    echo = [sys.executable, str(ECHO)]
+    fault = {
+        "apiVersion": "gossamer.dev/v1alpha1",
+        "kind": "FaultInjection",
+        "metadata": {"name": "abort"},
+        "spec": {"abort": {"httpStatus": 503, "percent": 100}},
+    }
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "orders"},
+        "spec": {
+            "parentRefs": [{"kind": "Service", "group": "", "name": "orders", "port": 80}],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/fault"}}],
+                    "filters": [
+                        {
+                            "type": "ExtensionRef",
+                            "extensionRef": {
+                                "group": "gossamer.dev",
+                                "kind": "FaultInjection",
+                                "name": "abort",
+                            },
+                        }
+                    ],
+                    "backendRefs": [{"name": "orders", "port": 80}],
+                },
+                {"backendRefs": [{"name": "orders", "port": 80}]},
+            ],
+        },
+    }
+    text = "\n---\n".join(
+        [
+            workload("client", port=None, command=["sleep", "100000"]),
+            workload("orders", version="v1", command=echo),
+            json.dumps(route),
+            json.dumps(fault),
+        ]
+    )
+    mesh = mesh_factory(text + "\n", "--telemetry-interval", "1")
+    proxy = mesh.instance("client-0")["outbound_http_port"]
+    sent: dict[tuple[str, int], int] = {}
+    for i in range(60):
+        path = ("/ok", "/fault", "/reset")[i % 3]
+        status, _ = get_via(proxy, f"http://orders{path}")
+        sent[(path, status)] = sent.get((path, status), 0) + 1
+    assert sent == {("/ok", 200): 20, ("/fault", 503): 20, ("/reset", 503): 20}, sent
+    edge = {"source_workload": "client", "destination_service": "orders"}
+    want = {
+        # The caller's fault filter answered: no statistic counted these.
+        ("source", "503", "FI"): 20,
+        # The receiving sidecar saw the app close the connection (upstream
+        # connection termination); the caller only saw a 503 from it.
+        ("destination", "503", "UC"): 20,
+        ("source", "503", "-"): 20,
+        ("destination", "503", "-"): 0,
+        ("source", "200", "-"): 20,
+        ("destination", "200", "-"): 20,
+    }
+    deadline = time.monotonic() + 20
+    while True:
+        text = _metrics(mesh.api)
+        seen = {
+            (reporter, code, flags): _value(
+                text,
+                "istio_requests_total",
+                reporter=reporter,
+                response_code=code,
+                response_flags=flags,
+                **edge,
+            )
+            for reporter, code, flags in want
+        }
+        if seen == want:
+            break
+        assert time.monotonic() < deadline, (seen, text[-3000:])
+        time.sleep(0.5)

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +57,25 @@ def _wait(predicate: Any, within_s: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Any:
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is not installed; `make test` installs Debian's package"
-    procs: list[subprocess.Popen[bytes]] = []
+class Prometheus:
+    """Debian's Prometheus on loopback, scraping one target every second."""
 
-    def start(target: str) -> int:
-        port = free_port()
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __call__(self, target: str, port: int | None = None) -> int:
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus is not installed; `make test` installs Debian's package"
+        tmp_path = self.tmp_path
+        port = port or free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "scrape_configs:\n"
             f"  - job_name: gossamer\n    static_configs: [{{targets: ['{target}']}}]\n"
         )
-        procs.append(
+        self.procs.append(
             subprocess.Popen(
                 [
                     binary,
@@ -84,10 +89,18 @@ def prometheus(tmp_path: Path) -> Any:
         )
         return port
 
-    yield start
-    for p in procs:
-        p.terminate()
-        p.wait(10)
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    server = Prometheus(tmp_path)
+    yield server
+    server.stop()
 
 
 def test_flagger_and_kiali_queries_see_the_generated_traffic(
@@ -125,3 +138,94 @@ def test_flagger_and_kiali_queries_see_the_generated_traffic(
     assert {r["metric"]["source_workload"] for r in rows} == {"client"}
     assert {r["metric"]["destination_service_name"] for r in rows} == {"orders"}
     assert abs(by_code["200"] / by_code["503"] - 9.0) < 1.5
+
+
+def _graph(mesh: Any, window: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{mesh.api}/api/v1/graph?window={window}", timeout=20) as r:
+        data: dict[str, Any] = json.loads(r.read())
+    return data
+
+
+def _orders_edge(data: dict[str, Any]) -> dict[str, Any]:
+    edges: list[dict[str, Any]] = [e for e in data["edges"] if e["destination"] == "orders"]
+    [edge] = edges
+    assert edge["source"] == "client", data
+    return edge
+
+
+def test_the_graph_reads_the_meshs_prometheus_and_falls_back_when_it_fails(
+    mesh_factory: Any, prometheus: Prometheus
+) -> None:
+    prometheus_port = free_port()
+    url = f"http://127.0.0.1:{prometheus_port}"
+    mesh_doc = json.dumps(
+        {
+            "apiVersion": "gossamer.dev/v1alpha1",
+            "kind": "Mesh",
+            "metadata": {"name": "mesh"},
+            "spec": {"telemetry": {"prometheus": {"url": url}}},
+        }
+    )
+    text = "\n---\n".join(
+        [
+            mesh_doc,
+            workload("client", port=None, command=["sleep", "100000"]),
+            workload("orders", command=[sys.executable, str(ECHO)]),
+        ]
+    )
+    mesh = mesh_factory(text + "\n", "--telemetry-interval", "1")
+    prometheus(mesh.api.removeprefix("http://"), port=prometheus_port)
+    _wait(lambda: _query(prometheus_port, 'up{job="gossamer"} == 1'), 30, "the first scrape")
+    proxy = mesh.instance("client-0")["outbound_http_port"]
+
+    # One request of each code first, and wait until Prometheus has their series (the
+    # histogram's after Envoy's 5 s flush): increase() counts nothing in a first sample.
+    assert get_via(proxy, "http://orders/")[0] == 200
+    assert get_via(proxy, "http://orders/status/503")[0] == 503
+    inf = 'istio_request_duration_milliseconds_bucket{reporter="destination",le="+Inf"}'
+
+    def counts() -> tuple[dict[str, float], float]:
+        rows = _query(prometheus_port, 'istio_requests_total{reporter="destination"}')
+        buckets = _query(prometheus_port, inf)
+        return (
+            {r["metric"]["response_code"]: float(r["value"][1]) for r in rows},
+            sum(float(r["value"][1]) for r in buckets),
+        )
+
+    _wait(lambda: counts() == ({"200": 1.0, "503": 1.0}, 2.0), 30, "the first series")
+    # 100 requests, 10 of them 503, paced so Prometheus scrapes while the counters grow.
+    for i in range(100):
+        status, _ = get_via(proxy, "http://orders/status/503" if i % 10 == 3 else "http://orders/")
+        assert status in (200, 503)
+        time.sleep(0.04)
+    _wait(lambda: counts() == ({"200": 91.0, "503": 11.0}, 102.0), 30, "the totals")
+
+    data = _graph(mesh, 300)
+    assert data["source"] == "prometheus" and "warning" not in data, data
+    assert data["window_seconds"] == 300
+    edge = _orders_edge(data)
+    # increase() extrapolates a little past the last sample, alike for both codes.
+    from_prometheus = edge["requests_per_second"] * data["window_seconds"]
+    assert 98 <= from_prometheus <= 120, edge
+    assert abs(edge["error_percent"] - 10.0) < 1.5, edge
+    assert 0 < edge["p50_ms"] < 1000 and edge["health"] == "degraded", edge
+    assert "service/orders" in {n["id"] for n in data["nodes"]}
+    shown = mesh.cli("graph")
+    assert shown.returncode == 0 and "from prometheus" in shown.stdout.splitlines()[0], shown
+    top = mesh.cli("top", "--once")
+    assert top.returncode == 0 and "from prometheus" in top.stdout, top
+
+    # Prometheus gone: the embedded store answers, exact, and says why.
+    prometheus.stop()
+    data = _graph(mesh, 300)
+    assert data["source"] == "embedded", data
+    assert data["warning"] == (
+        f"cannot connect to Prometheus at {url}: connection refused; showing the embedded store"
+    )
+    edge = _orders_edge(data)
+    embedded = edge["requests_per_second"] * data["window_seconds"]
+    assert abs(embedded - 102) < 0.5 and edge["error_percent"] == round(100 * 11 / 102, 3)
+    assert embedded - 2 <= from_prometheus <= embedded * 1.2
+    shown = mesh.cli("graph")
+    first = shown.stdout.splitlines()[0]
+    assert "from embedded (warning: cannot connect to Prometheus at" in first, shown

@@ -23,6 +23,12 @@ def _fetch(args: argparse.Namespace) -> dict[str, Any] | None:
     return data
 
 
+def _source(data: dict[str, Any]) -> str:
+    """Where the numbers come from, and why not Prometheus when it failed."""
+    source = str(data.get("source", "embedded"))
+    return f"{source} (warning: {data['warning']})" if data.get("warning") else source
+
+
 def _table(data: dict[str, Any]) -> str:
     rows = [
         (
@@ -73,7 +79,7 @@ def graph(args: argparse.Namespace) -> int:
     elif args.output == "dot":
         print(dot(data), end="")
     else:
-        print(f"last {data['window_seconds']} s")
+        print(f"last {data['window_seconds']} s, from {_source(data)}")
         for n in data["nodes"]:
             print(f"{n['type']:9} {n['id']:24} {n['health']}")
         print()
@@ -88,7 +94,8 @@ def top(args: argparse.Namespace) -> int:
             return 3
         if not args.once:
             print("\x1b[2J\x1b[H", end="")
-        print(f"gossamer top  (last {data['window_seconds']} s, {time.strftime('%H:%M:%S')})")
+        when = time.strftime("%H:%M:%S")
+        print(f"gossamer top  (last {data['window_seconds']} s, {when}, from {_source(data)})")
         print(_table(data), flush=True)
         if args.once:
             return 0

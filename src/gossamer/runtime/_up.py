@@ -62,7 +62,7 @@ async def run_up(options: LocalOptions, out: TextIO = sys.stdout) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, mesh.stopping.set)
-    xds = XdsServer(mesh.control.cache, mesh.control.book)
+    xds = XdsServer(mesh.control.cache, mesh.control.book, access_logs=mesh.on_access_log)
     await xds.start(options.host, options.xds_port)
     api = await serve(mesh)
     watcher: asyncio.Task[None] | None = None

@@ -55,4 +55,7 @@ def envoy_command(config_path: str, log_level: str = "warning") -> list[str]:
         log_level,
         "--drain-time-s",
         "5",
+        # Access log lines reach their file within a second (Envoy's default is 10 s).
+        "--file-flush-interval-msec",
+        "1000",
     ]

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gossamer.model import MeshConfig, MeshState
-from gossamer.translate import EDGE_SEPARATOR, ISTIO_BUCKETS_MS
+from gossamer.translate import EDGE_SEPARATOR, ISTIO_BUCKETS_MS, SOURCE_HEADER
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -63,28 +64,32 @@ def _workload_labels(config: MeshConfig, workload: str, side: str) -> dict[str, 
     }
 
 
+def _destination_base(state: MeshState, workload: str, source: str, service: str) -> dict[str, str]:
+    """Labels of a request to ``service``, received by ``workload``, reported by it."""
+    return {
+        "reporter": "destination",
+        **_workload_labels(state.config, source, "source"),
+        **_workload_labels(state.config, workload, "destination"),
+        "destination_service": service,
+        "destination_service_name": service,
+        "destination_service_namespace": "default",
+        "request_protocol": "http",
+        "connection_security_policy": "none",
+    }
+
+
 def edge_series(state: MeshState, proxy: str, samples: Iterable[Sample]) -> dict[SeriesKey, float]:
     """One proxy's inbound edge statistics as Istio series (reporter="destination")."""
     instance = state.instance(proxy)
     if instance is None:
         return {}
     out: dict[SeriesKey, float] = {}
-    destination = _workload_labels(state.config, instance.workload, "destination")
     for s in samples:
         edge = s.labels.get("envoy_virtual_cluster", "")
         if EDGE_SEPARATOR not in edge or s.labels.get("envoy_virtual_host") != "inbound":
             continue
         source, service = edge.split(EDGE_SEPARATOR, 1)
-        base = {
-            "reporter": "destination",
-            **_workload_labels(state.config, source, "source"),
-            **destination,
-            "destination_service": service,
-            "destination_service_name": service,
-            "destination_service_namespace": "default",
-            "request_protocol": "http",
-            "connection_security_policy": "none",
-        }
+        base = _destination_base(state, instance.workload, source, service)
         _add_request_sample(out, s, "envoy_vhost_vcluster_upstream_rq", base)
     return out
 
@@ -104,48 +109,128 @@ def _add_request_sample(
         out[(f"istio_request_duration_milliseconds_{suffix}", _key(base))] = s.value
 
 
+def _source_workload(state: MeshState, proxy: str) -> str | None:
+    """The workload (or gateway) name a proxy reports as source; None if unknown."""
+    instance = state.instance(proxy) if proxy else None
+    if instance is not None:
+        return instance.workload
+    if proxy and state.config.gateway(proxy.removesuffix(".gateway")) is not None:
+        return proxy
+    return None
+
+
+def _source_base(state: MeshState, source: str, service: str) -> dict[str, str]:
+    """Labels of a request from ``source`` to ``service``, reported by the caller. The
+    destination workload is named when one workload backs the service, else "unknown"
+    (the caller cannot tell which one answered)."""
+    svc = next((s for s in state.config.services() if s.name == service), None)
+    if svc is not None and len(svc.workloads) == 1:
+        destination = _workload_labels(state.config, svc.workloads[0], "destination")
+    else:
+        destination = {
+            "destination_workload": "unknown",
+            "destination_workload_namespace": "default",
+            "destination_canonical_service": service,
+            "destination_version": "unknown",
+            "destination_principal": "unknown",
+            "destination_app": service,
+        }
+    return {
+        "reporter": "source",
+        **_workload_labels(state.config, source, "source"),
+        **destination,
+        "destination_service": service,
+        "destination_service_name": service,
+        "destination_service_namespace": "default",
+        "request_protocol": "http",
+        "connection_security_policy": "none",
+    }
+
+
+def _outbound_service(state: MeshState, cluster: str) -> str | None:
+    """The HTTP service an outbound cluster (``outbound|<port>||<svc>``) leads to."""
+    parts = cluster.split("|")
+    if len(parts) != 4 or parts[0] != "outbound":
+        return None
+    if not any(s.name == parts[3] for s in state.config.services()):
+        return None
+    return None if _is_tcp(state, parts[3]) else parts[3]
+
+
 def source_series(
     state: MeshState, proxy: str, samples: Iterable[Sample]
 ) -> dict[SeriesKey, float]:
     """One proxy's outbound HTTP statistics, per service it called, as Istio series with
-    reporter="source". The destination workload is named when one workload backs the
-    service, else "unknown" (the caller cannot tell which one answered)."""
-    instance = state.instance(proxy) if proxy else None
-    gateway = state.config.gateway(proxy.removesuffix(".gateway")) if instance is None else None
-    if instance is None and gateway is None:
+    reporter="source"."""
+    source = _source_workload(state, proxy)
+    if source is None:
         return {}
-    source = _workload_labels(state.config, instance.workload if instance else proxy, "source")
-    services = {s.name: s for s in state.config.services()}
     out: dict[SeriesKey, float] = {}
     for s in samples:
-        parts = s.labels.get("envoy_cluster_name", "").split("|")  # outbound|<port>||<svc>
-        if len(parts) != 4 or parts[0] != "outbound" or parts[3] not in services:
+        service = _outbound_service(state, s.labels.get("envoy_cluster_name", ""))
+        if service is not None:
+            _add_request_sample(
+                out, s, "envoy_cluster_upstream_rq", _source_base(state, source, service)
+            )
+    return out
+
+
+PRE_ROUTER_FLAGS = frozenset({"NR", "FI", "RL", "UAEX", "RLSE", "IH", "DPE", "NFCF", "OM", "SI"})
+"""Flags of requests answered before Envoy's router: its statistics never counted them."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedCounts:
+    """Flagged requests from one batch of access-log entries, as ``istio_requests_total``
+    series with their ``response_flags``. ``counted``: the router also counted these in
+    its statistics (under ``response_flags="-"``), so they move out of that series;
+    ``uncounted``: no statistic has them, so they are added."""
+
+    counted: dict[SeriesKey, float] = field(default_factory=dict)
+    uncounted: dict[SeriesKey, float] = field(default_factory=dict)
+
+
+def flagged_counts(state: MeshState, entries: Iterable[Mapping[str, Any]]) -> FlaggedCounts:
+    """Access-log entries (the ALS flag log's) to per-series counts."""
+    out = FlaggedCounts()
+    services = {s.name: s for s in state.config.services()}
+    for e in entries:
+        flags = str(e.get("response_flags") or "-")
+        if flags == "-" or e.get("kind") != "http":
             continue
-        svc = services[parts[3]]
-        if _is_tcp(state, svc.name):
-            continue
-        if len(svc.workloads) == 1:
-            destination = _workload_labels(state.config, svc.workloads[0], "destination")
+        code = int(e.get("response_code") or 0)
+        counted = code != 0 and not PRE_ROUTER_FLAGS.intersection(flags.split(","))
+        host = str(e.get("authority") or "").rsplit(":", 1)[0]
+        node = str(e.get("node", ""))
+        if e.get("direction") == "inbound":
+            if not state.config.settings.telemetry.edge_metrics:
+                continue  # no reporter="destination" series at all
+            instance = state.instance(node)
+            workload = state.config.workload(instance.workload) if instance else None
+            source = dict(e.get("request_headers") or {}).get(SOURCE_HEADER)
+            if workload is None or not workload.services or (counted and not source):
+                continue
+            own = workload.services
+            service = own[0] if len(own) == 1 else host if host in own else None
+            if service is None:
+                continue
+            base = _destination_base(state, workload.name, source or "unknown", service)
         else:
-            destination = {
-                "destination_workload": "unknown",
-                "destination_workload_namespace": "default",
-                "destination_canonical_service": svc.name,
-                "destination_version": "unknown",
-                "destination_principal": "unknown",
-                "destination_app": svc.name,
-            }
-        base = {
-            "reporter": "source",
-            **source,
-            **destination,
-            "destination_service": svc.name,
-            "destination_service_name": svc.name,
-            "destination_service_namespace": "default",
-            "request_protocol": "http",
-            "connection_security_policy": "none",
-        }
-        _add_request_sample(out, s, "envoy_cluster_upstream_rq", base)
+            caller = _source_workload(state, node)
+            if caller is None:
+                continue
+            service = _outbound_service(state, str(e.get("upstream_cluster") or ""))
+            if service is None and not counted:
+                service = host if host in services and not _is_tcp(state, host) else "unknown"
+            if service is None:
+                continue
+            base = _source_base(state, caller, service)
+        key = (
+            "istio_requests_total",
+            _key({**base, "response_code": str(code), "response_flags": flags}),
+        )
+        target = out.counted if counted else out.uncounted
+        target[key] = target.get(key, 0.0) + 1
     return out
 
 
@@ -209,6 +294,11 @@ def _is_tcp(state: MeshState, service: str) -> bool:
     )
 
 
+def _unflagged(key: SeriesKey) -> SeriesKey:
+    name, labels = key
+    return name, tuple((k, "-" if k == "response_flags" else v) for k, v in labels)
+
+
 def _key(labels: Mapping[str, str]) -> Labels:
     return tuple(sorted(labels.items()))
 
@@ -223,6 +313,10 @@ class Totals:
     failed_scrapes: int = 0
 
     epochs: dict[str, int] = field(default_factory=dict)
+    pending_flags: dict[SeriesKey, float] = field(default_factory=dict)
+    """Flagged requests the statistics counted, not yet moved out of the "-" series."""
+    settled: dict[SeriesKey, float] = field(default_factory=dict)
+    """Each "-" series' value after the last settle: it never goes below this again."""
 
     def add(self, proxy: str, values: Mapping[SeriesKey, float], epoch: int = 0) -> None:
         """``epoch`` identifies the proxy process; a new one restarts its counters from
@@ -238,6 +332,31 @@ class Totals:
                 self.series[key] = self.series.get(key, 0.0) + delta
             else:
                 self.series.setdefault(key, 0.0)
+
+    def add_flagged(self, counts: FlaggedCounts) -> None:
+        for key, n in counts.uncounted.items():
+            self.series[key] = self.series.get(key, 0.0) + n
+        for key, n in counts.counted.items():
+            self.pending_flags[key] = self.pending_flags.get(key, 0.0) + n
+
+    def settle(self) -> None:
+        """Move flagged requests out of their "-" series, as far as the statistics have
+        counted them since the last settle (so no exposed counter ever goes down)."""
+        for key, n in list(self.pending_flags.items()):
+            plain = _unflagged(key)
+            room = self.series.get(plain, 0.0) - self.settled.get(plain, 0.0)
+            moved = min(n, room)
+            if moved <= 0:
+                continue
+            self.series[plain] -= moved
+            self.series[key] = self.series.get(key, 0.0) + moved
+            if moved == n:
+                del self.pending_flags[key]
+            else:
+                self.pending_flags[key] = n - moved
+        for key, value in self.series.items():
+            if key[0] == "istio_requests_total":
+                self.settled[key] = value
 
 
 def exposition(totals: Totals) -> str:
@@ -294,10 +413,12 @@ def _number(value: float) -> str:
 
 __all__ = [
     "ISTIO_BUCKETS_MS",
+    "FlaggedCounts",
     "Sample",
     "Totals",
     "edge_series",
     "exposition",
+    "flagged_counts",
     "parse",
     "source_series",
     "tcp_series",

@@ -14,6 +14,7 @@ import aiohttp
 
 from gossamer.model import MeshState
 from gossamer.telemetry._aggregate import (
+    SeriesKey,
     Totals,
     edge_series,
     parse,
@@ -39,27 +40,42 @@ async def fetch(session: aiohttp.ClientSession, admin_port: int) -> str:
 
 
 async def collect_once(
-    state: MeshState, proxies: dict[str, tuple[int, int]], totals: Totals
+    state: MeshState,
+    proxies: dict[str, tuple[int, int]],
+    totals: Totals,
+    settle_after_s: float = 0.0,
 ) -> None:
-    """``proxies``: node id -> (admin port, process epoch, e.g. the Envoy's pid)."""
-    """One round: every proxy, concurrently; a failure costs only that proxy's round."""
+    """One round: every proxy, concurrently; a failure costs only that proxy's round.
+    ``proxies``: node id -> (admin port, process epoch, e.g. the Envoy's pid).
 
-    async def one(session: aiohttp.ClientSession, node: str, port: int, epoch: int) -> None:
+    The round is added ``settle_after_s`` after the scrape, at once with the flagged
+    requests that arrived by then over the access log service (Envoy sends those within
+    half a second), so a request's flags are known when its count is first shown."""
+
+    async def one(
+        session: aiohttp.ClientSession, node: str, port: int, epoch: int
+    ) -> tuple[str, dict[SeriesKey, float], int] | None:
         try:
             text = await fetch(session, port)
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
             totals.failed_scrapes += 1
             log.debug("scrape of %s failed: %s", node, exc)
-            return
+            return None
         samples, bad = parse(text)
         totals.malformed_lines += bad
         series = edge_series(state, node, samples)
         series.update(source_series(state, node, samples))
         series.update(tcp_series(state, node, samples))
-        totals.add(node, series, epoch)
+        return node, series, epoch
 
     timeout = aiohttp.ClientTimeout(total=2.0)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        await asyncio.gather(
+        scraped = await asyncio.gather(
             *(one(session, node, port, epoch) for node, (port, epoch) in proxies.items())
         )
+    if settle_after_s:
+        await asyncio.sleep(settle_after_s)
+    for result in scraped:
+        if result is not None:
+            totals.add(*result)
+    totals.settle()

@@ -61,6 +61,9 @@ def effective_routes(config: MeshConfig, service: str) -> dict[str, Any]:
         "default_request_timeout": duration(settings.default_request_timeout_ms),
         "default_request_timeout_source": default_source,
         "outbound_traffic_policy": settings.outbound_policy.value,
+        # Whether callers' requests to this service are counted per caller (Mesh
+        # telemetry.edgeMetrics).
+        "edge_metrics": settings.telemetry.edge_metrics,
         "ports": ports,
     }
 

@@ -196,6 +196,6 @@ def _route_config(
     body = {
         "name": name,
         "virtual_hosts": virtual_hosts,
-        "request_headers_to_add": source_stamp(gateway.node_id),
+        **source_stamp(state, gateway.node_id),
     }
     return Resource(name, body)

@@ -110,6 +110,31 @@ class Snapshot:
                     )
 
 
+def snapshot_changes(
+    old: Mapping[str, Snapshot], new: Mapping[str, Snapshot]
+) -> dict[str, dict[str, dict[str, int]]]:
+    """Per proxy whose config differs, per resource type that differs: how many resources
+    are added, removed and changed. A proxy only in ``new`` (or ``old``) counts all its
+    resources as added (or removed)."""
+    empty = Snapshot({}, {})
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for node in sorted(old.keys() | new.keys()):
+        before, after = old.get(node, empty), new.get(node, empty)
+        per_type = {}
+        for type_url in PUSH_ORDER:
+            a, b = before.of(type_url), after.of(type_url)
+            counts = {
+                "added": len(b.keys() - a.keys()),
+                "removed": len(a.keys() - b.keys()),
+                "changed": sum(1 for n in a.keys() & b.keys() if a[n].version != b[n].version),
+            }
+            if any(counts.values()):
+                per_type[SHORT_NAMES[type_url]] = counts
+        if per_type:
+            out[node] = per_type
+    return out
+
+
 def _walk_key(value: Any, key: str, parent: str = "") -> Iterator[str]:
     """Every string value stored under ``key`` (optionally only inside lists under ``parent``)."""
     if isinstance(value, Mapping):

@@ -8,6 +8,9 @@ keeps request counters by status code and a latency histogram per (source, desti
 edge: ``vhost.inbound.vcluster.<source>~<service>.upstream_rq_*``. The collector turns
 those into Istio's ``istio_requests_total`` and ``istio_request_duration_milliseconds``
 (reporter ``destination``).
+
+The Mesh resource's ``telemetry.edgeMetrics: false`` turns both halves off: no header is
+stamped and no sidecar keeps per-caller counters (nothing else in the config changes).
 """
 
 from __future__ import annotations
@@ -28,14 +31,19 @@ ISTIO_BUCKETS_MS = (
 """Istio's default request duration buckets, in milliseconds."""
 
 
-def source_stamp(source: str) -> list[dict[str, Any]]:
-    """Route-config-level headers a caller adds to every outbound request."""
-    return [
-        {
-            "header": {"key": SOURCE_HEADER, "value": source},
-            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-        }
-    ]
+def source_stamp(state: MeshState, source: str) -> dict[str, Any]:
+    """The route-config fields with which a caller stamps ``source`` on every outbound
+    request (to merge into its route configuration); none when edge metrics are off."""
+    if not state.config.settings.telemetry.edge_metrics:
+        return {}
+    return {
+        "request_headers_to_add": [
+            {
+                "header": {"key": SOURCE_HEADER, "value": source},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
+    }
 
 
 def sources(state: MeshState) -> list[str]:
@@ -51,7 +59,10 @@ def edge_name(source: str, service: str) -> str:
 
 def inbound_virtual_clusters(state: MeshState, workload: Workload) -> list[dict[str, Any]]:
     """One virtual cluster per (caller, service of this workload). The authority tells
-    services apart only when the workload backs more than one."""
+    services apart only when the workload backs more than one. None when edge metrics
+    are off."""
+    if not state.config.settings.telemetry.edge_metrics:
+        return []
     services = list(workload.services)
     out = []
     for source in sources(state):

@@ -244,7 +244,7 @@ def _outbound_routes(state: MeshState, source: str) -> Resource:
     body = {
         "name": names.OUTBOUND_HTTP,
         "virtual_hosts": virtual_hosts,
-        "request_headers_to_add": source_stamp(source),
+        **source_stamp(state, source),
     }
     return Resource(names.OUTBOUND_HTTP, body)
 

@@ -20,6 +20,7 @@ from gossamer.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
 EXTENSIONS = (
     "envoy.config.trace.v3.opentelemetry_pb2",
     "envoy.extensions.access_loggers.file.v3.file_pb2",
+    "envoy.extensions.access_loggers.grpc.v3.als_pb2",
     "envoy.extensions.clusters.dynamic_forward_proxy.v3.cluster_pb2",
     "envoy.extensions.compression.brotli.compressor.v3.brotli_pb2",
     "envoy.extensions.compression.gzip.compressor.v3.gzip_pb2",

@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from gossamer.translate import Snapshot
+from gossamer.xds._als import AccessLogServicer, EntrySink
 from gossamer.xds._cache import SnapshotCache, StatusBook
 from gossamer.xds._encode import Encoder
 from gossamer.xds._stream import DeltaStream, Request, Response, SotwStream
@@ -148,9 +150,12 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
 
 
 class XdsServer:
-    """A grpc.aio server exposing ADS on one address."""
+    """A grpc.aio server exposing ADS (and, with ``access_logs``, Envoy's access log
+    service) on one address."""
 
-    def __init__(self, cache: SnapshotCache, book: StatusBook) -> None:
+    def __init__(
+        self, cache: SnapshotCache, book: StatusBook, access_logs: EntrySink | None = None
+    ) -> None:
         self._server = grpc.aio.server(
             options=[
                 ("grpc.keepalive_time_ms", 30_000),
@@ -161,6 +166,10 @@ class XdsServer:
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
             _Servicer(cache, book), self._server
         )
+        if access_logs is not None:
+            als_pb2_grpc.add_AccessLogServiceServicer_to_server(
+                AccessLogServicer(access_logs), self._server
+            )
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
