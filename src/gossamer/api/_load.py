@@ -34,6 +34,7 @@ from gossamer.model import (
     Origin,
     Problem,
     errors,
+    forced,
     validate,
 )
 
@@ -91,13 +92,14 @@ class Loaded:
 
 
 def load_config(
-    sources: list[Source], settings: MeshSettings | None = None
+    sources: list[Source], settings: MeshSettings | None = None, *, force: bool = False
 ) -> tuple[MeshConfig | None, list[Problem]]:
     """Parse, check each document, resolve references between them, then check the mesh
     as a whole.
 
     Returns the config and all problems; the config is ``None`` when any problem is an
-    error, so a caller can never apply half of a broken change.
+    error, so a caller can never apply half of a broken change. With ``force``, the
+    errors in ``FORCEABLE`` (a config Envoy can run as written) become warnings.
     """
     loaded = Loaded()
     for source in sources:
@@ -108,6 +110,8 @@ def load_config(
     if errors(loaded.problems) or config is None:
         return None, loaded.problems
     problems = loaded.problems + validate(config)
+    if force:
+        problems = forced(problems)
     if errors(problems):
         return None, problems
     return config, problems
@@ -186,7 +190,16 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _value in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+            except TypeError:  # a list or mapping used as a key (`? [a]`)
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found a list or mapping used as a key",
+                    key_node.start_mark,
+                ) from None
+            if duplicate:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping",
                     node.start_mark,
@@ -198,7 +211,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _load_source(source: Source, out: Loaded) -> None:
-    loader = _StrictLoader(source.text)
+    try:
+        loader = _StrictLoader(source.text)
+    except yaml.YAMLError as exc:  # a control character: nothing of the file is read
+        out.problems.append(_yaml_problem(source.name, 1, exc))
+        return
     doc_index = 0
     try:
         while True:
@@ -206,7 +223,7 @@ def _load_source(source: Source, out: Loaded) -> None:
                 if not loader.check_node():
                     break
                 node = loader.get_node()
-            except yaml.YAMLError as exc:
+            except (yaml.YAMLError, RecursionError) as exc:
                 out.problems.append(_yaml_problem(source.name, doc_index + 1, exc))
                 return
             doc_index += 1
@@ -214,7 +231,7 @@ def _load_source(source: Source, out: Loaded) -> None:
                 continue
             try:
                 data = loader.construct_document(node)
-            except yaml.YAMLError as exc:
+            except (yaml.YAMLError, RecursionError) as exc:
                 out.problems.append(_yaml_problem(source.name, doc_index, exc))
                 continue
             if data is None:
@@ -224,10 +241,15 @@ def _load_source(source: Source, out: Loaded) -> None:
         loader.dispose()
 
 
-def _yaml_problem(name: str, document: int, exc: yaml.YAMLError) -> Problem:
+def _yaml_problem(name: str, document: int, exc: yaml.YAMLError | RecursionError) -> Problem:
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    what = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, RecursionError):
+        what = "nested too deeply"
+    elif isinstance(exc, yaml.reader.ReaderError):
+        what = f"character #x{exc.character:04x} at offset {exc.position} is not allowed"
+    else:
+        what = getattr(exc, "problem", None) or str(exc)
     return Problem(
         "GSM0001",
         f"malformed YAML{where}: {what}",

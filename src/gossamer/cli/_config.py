@@ -1,4 +1,5 @@
-"""Offline config commands: ``validate``."""
+"""Config commands: ``validate`` and ``analyze`` (offline on files), ``analyze`` and
+``config effective`` (also against the running mesh)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from gossamer.api import load_config
 from gossamer.cli._client import NotRunning, api_base, call
+from gossamer.model import Problem, Severity
+from gossamer.model import analyze as analyze_config
 from gossamer.sources import load_sources
 from gossamer.translate import UnknownService, effective_routes
 
@@ -32,6 +35,47 @@ def validate(args: argparse.Namespace) -> int:
                 f"{len(config.routes)} routes"
             )
     return 0 if config is not None else 1
+
+
+def analyze(args: argparse.Namespace) -> int:
+    """Every finding, with its code: offline on files (for CI: exit 1 on errors), or the
+    running mesh's current revision through the admin API."""
+    if args.path:
+        sources, problems = load_sources(Path(args.path))
+        config = None
+        if sources:
+            config, problems = load_config(sources)
+        if config is not None:
+            problems += [p for p in analyze_config(config) if p not in problems]
+        where = args.path
+        head: dict[str, object] = {"path": args.path}
+    else:
+        try:
+            data = call(api_base(args.state_dir, args.api), "/api/v1/analyze")
+        except NotRunning as exc:
+            print(f"error: {exc}; or pass PATH to analyze config files", file=sys.stderr)
+            return 3
+        if "error" in data:
+            print(f"error: {data['error']}", file=sys.stderr)
+            return 1
+        problems = [Problem.from_dict(p) for p in data["problems"]]
+        where = f"revision {data['revision']} of the running mesh"
+        head = {"revision": data["revision"]}
+    problems.sort(key=lambda p: (p.file, p.document, p.resource, p.field, p.code))
+    n_errors = sum(p.severity is Severity.ERROR for p in problems)
+    n_warnings = len(problems) - n_errors
+    if args.output == "json":
+        body = {**head, "errors": n_errors, "warnings": n_warnings}
+        print(json.dumps({**body, "problems": [p.to_dict() for p in problems]}, indent=2))
+    else:
+        for p in problems:
+            print(p)
+        print(f"{where}: {_count(n_errors, 'error')}, {_count(n_warnings, 'warning')}")
+    return 1 if n_errors else 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def effective(args: argparse.Namespace) -> int:

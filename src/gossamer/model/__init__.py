@@ -61,9 +61,10 @@ from gossamer.model._routing import (
     Timeouts,
     ValueMatchType,
 )
-from gossamer.model._validate import validate
+from gossamer.model._validate import FORCEABLE, analyze, forced, validate
 
 __all__ = [
+    "FORCEABLE",
     "AccessLogSettings",
     "Algorithm",
     "BackendRef",
@@ -117,7 +118,9 @@ __all__ = [
     "ValueMatchType",
     "Workload",
     "ZoneShare",
+    "analyze",
     "errors",
+    "forced",
     "gateway_node_id",
     "instance_name",
     "place",
