@@ -274,6 +274,15 @@ def app_requests(app_port: int, path: str) -> dict[str, Any]:
     return data
 
 
+def config_dump(admin_port: int, resource: str = "") -> dict[str, Any]:
+    """An Envoy's /config_dump (one resource type with ``resource``)."""
+    query = f"?resource={resource}" if resource else ""
+    url = f"http://127.0.0.1:{admin_port}/config_dump{query}"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        data: dict[str, Any] = json.loads(r.read())
+    return data
+
+
 def admin_stats(admin_port: int) -> dict[str, int]:
     """An Envoy's counters and gauges, by name."""
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/stats", timeout=5) as r:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from meshkit import canary_mesh
+from meshkit import canary_mesh, config_dump
 
 from gossamer.api import Source, load_config
 from gossamer.model import MeshState, place
@@ -42,16 +41,10 @@ def _with_broken_cluster(snapshot: Snapshot, name: str) -> Snapshot:
     return Snapshot.build(by_type)
 
 
-def _config_dump(admin_port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/config_dump", timeout=5) as r:
-        data: dict[str, Any] = json.loads(r.read())
-    return data
-
-
 def _lb_policies(admin_port: int) -> dict[str, str]:
     """Active clusters' load-balancing policy (proto3 JSON omits the ROUND_ROBIN default)."""
     out = {}
-    for section in _config_dump(admin_port)["configs"]:
+    for section in config_dump(admin_port)["configs"]:
         for entry in section.get("dynamic_active_clusters", []):
             cluster = entry["cluster"]
             out[cluster["name"]] = cluster.get("lb_policy", "ROUND_ROBIN")
@@ -104,7 +97,7 @@ async def test_nack_keeps_last_good_config_and_is_not_resent(api: str, tmp_path:
         assert proxy is not None and proxy.api == api
         listeners = [
             e["active_state"]["listener"]["name"]
-            for s in _config_dump(instance.admin_port)["configs"]
+            for s in config_dump(instance.admin_port)["configs"]
             for e in s.get("dynamic_listeners", [])
         ]
         assert "outbound|http" in listeners

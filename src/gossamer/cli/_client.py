@@ -28,8 +28,12 @@ def api_base(state_dir: str, api: str | None) -> str:
     return DEFAULT_API
 
 
-def call(base: str, path: str, method: str = "GET", timeout: float = 10.0) -> Any:
-    req = urllib.request.Request(base + path, method=method, data=b"" if method == "POST" else None)
+def call(base: str, path: str, method: str = "GET", timeout: float = 10.0, body: Any = None) -> Any:
+    """The API's JSON answer (also for error statuses); ``body`` is sent as JSON."""
+    data = json.dumps(body).encode() if body is not None else b"" if method == "POST" else None
+    req = urllib.request.Request(base + path, method=method, data=data)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())

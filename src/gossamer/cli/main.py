@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from gossamer import __version__
-from gossamer.cli import _config, _lifecycle, _observe
+from gossamer.cli import _changes, _config, _lifecycle, _observe, _proxy
 from gossamer.cli._client import DEFAULT_STATE_DIR
 
 
@@ -60,6 +60,60 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("path")
     validate.add_argument("-o", "--output", choices=["text", "json"], default="text")
     validate.set_defaults(func=_config.validate)
+
+    analyze = sub.add_parser(
+        "analyze",
+        help="find mistakes, with stable codes (files or the running mesh); exit 1 on errors",
+    )
+    analyze.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        help="mesh YAML file or directory (default: the running mesh)",
+    )
+    analyze.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    with_target(analyze)
+    analyze.set_defaults(func=_config.analyze)
+
+    for name, helps in (
+        ("apply", "apply config files to the running mesh as a new revision"),
+        ("diff", "what applying config files would change; exit 1 if anything"),
+    ):
+        change = sub.add_parser(name, help=helps)
+        change.add_argument("-f", "--file", required=True, help="a mesh YAML file or directory")
+        change.add_argument(
+            "--prune",
+            action="store_true",
+            help="also remove running files under that path that it no longer has",
+        )
+        change.add_argument("-o", "--output", choices=["text", "json"], default="text")
+        with_target(change)
+        if name == "apply":
+            change.add_argument("--dry-run", action="store_true", help="check and show only")
+            change.add_argument("-m", "--message", default=None, help="why (kept in history)")
+            change.add_argument(
+                "--force",
+                action="store_true",
+                help="apply despite errors Envoy can run as written (GSM0125, GSM0126)",
+            )
+            change.set_defaults(func=_changes.apply)
+        else:
+            change.set_defaults(func=_changes.diff)
+
+    history = sub.add_parser("history", help="applied revisions, newest first; or one in full")
+    history.add_argument("revision", nargs="?", type=int, default=None)
+    history.add_argument("-n", "--limit", type=int, default=20)
+    history.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    with_target(history)
+    history.set_defaults(func=_changes.history)
+
+    rollback = sub.add_parser("rollback", help="apply an earlier revision again, as a new one")
+    rollback.add_argument("revision", type=int)
+    rollback.add_argument("--dry-run", action="store_true", help="check and show only")
+    rollback.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    with_target(rollback)
+    rollback.set_defaults(func=_changes.rollback)
+
     logs = sub.add_parser("logs", help="a service's access log entries, from its own sink")
     logs.add_argument("service")
     logs.add_argument("--status", default="", help="a code (503) or a class (5xx)")
@@ -83,6 +137,28 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--once", action="store_true", help="print once and exit")
     with_target(top)
     top.set_defaults(func=_observe.top)
+
+    pstatus = sub.add_parser(
+        "proxy-status",
+        help="every proxy's xDS state per type, with NACKs mapped to your YAML; exit 1 if "
+        "any is not synced",
+    )
+    pstatus.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    with_target(pstatus)
+    pstatus.set_defaults(func=_proxy.proxy_status)
+
+    pconfig = sub.add_parser("proxy-config", help="a proxy's config, from Envoy's config dump")
+    pconfig.add_argument("proxy", help="a proxy's node id, as `proxy-status` lists it")
+    pconfig.add_argument(
+        "section",
+        nargs="?",
+        default="all",
+        choices=["listeners", "routes", "clusters", "endpoints", "all"],
+        help="which part of the dump (default all)",
+    )
+    pconfig.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    with_target(pconfig)
+    pconfig.set_defaults(func=_proxy.proxy_config)
 
     config = sub.add_parser("config", help="inspect the mesh's config")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="WHAT")

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gossamer.model import analyze
 from gossamer.runtime._access import LogQuery
+from gossamer.runtime._config_api import config_routes
 from gossamer.runtime._local import LocalMesh
+from gossamer.runtime._proxies import proxy_routes
 from gossamer.telemetry import exposition
 from gossamer.translate import UnknownService, effective_routes
 
@@ -41,6 +44,17 @@ def make_app(mesh: LocalMesh) -> web.Application:
                 {"error": f"no service `{service}`", "services": known}, status=404
             )
 
+    async def analyze_config(_request: web.Request) -> web.Response:
+        state = mesh.control.state
+        if state is None:
+            return web.json_response({"error": "the mesh has not started"}, status=503)
+        return web.json_response(
+            {
+                "revision": mesh.control.revision.number,
+                "problems": [p.to_dict() for p in analyze(state.config)],
+            }
+        )
+
     async def logs(request: web.Request) -> web.Response:
         q = request.query
         try:
@@ -68,8 +82,12 @@ def make_app(mesh: LocalMesh) -> web.Application:
         try:
             window = float(request.query.get("window", "60"))
         except ValueError:
-            return web.json_response({"error": "window is a number of seconds"}, status=400)
-        return web.json_response(mesh.graph(window))
+            window = float("nan")
+        if not 0 < window < float("inf"):
+            return web.json_response(
+                {"error": "window is a positive number of seconds"}, status=400
+            )
+        return web.json_response(await mesh.graph(window))
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -81,10 +99,13 @@ def make_app(mesh: LocalMesh) -> web.Application:
             web.post("/api/v1/shutdown", shutdown),
             web.post("/api/v1/reload", reload),
             web.get("/api/v1/effective/{service}", effective),
+            web.get("/api/v1/analyze", analyze_config),
             web.get("/api/v1/logs/{service}", logs),
             web.get("/metrics", metrics),
             web.get("/api/v1/graph", graph),
             web.get("/healthz", healthz),
+            *config_routes(mesh),
+            *proxy_routes(mesh),
         ]
     )
     return app

@@ -69,8 +69,9 @@ class ControlPlane:
         self._allocate = allocate
         self._preflight = preflight
 
-    def propose(self, sources: list[Source]) -> Proposal | list[Problem]:
-        config, problems = load_config(sources)
+    def propose(self, sources: list[Source], force: bool = False) -> Proposal | list[Problem]:
+        """``force``: apply despite forceable errors (see ``gossamer.model.FORCEABLE``)."""
+        config, problems = load_config(sources, force=force)
         if config is None:
             return problems
         if self._preflight is not None:
@@ -128,14 +129,20 @@ class ControlPlane:
     def reject(self, problems: list[Problem]) -> None:
         self.rejection = Rejection(time.time(), tuple(problems))
 
-    def publish(self, proposal: Proposal) -> list[str]:
-        """Make ``proposal`` current; returns the proxies whose config changed."""
+    def snapshots(self) -> dict[str, Snapshot]:
+        """Every proxy's current snapshot, by node id."""
+        return {n: s for n in self.cache.nodes() if (s := self.cache.get(n)) is not None}
+
+    def publish(self, proposal: Proposal, number: int | None = None) -> list[str]:
+        """Make ``proposal`` current as revision ``number`` (default: the next one);
+        returns the proxies whose config changed."""
         changed = [n for n, snap in proposal.snapshots.items() if self.cache.set(n, snap)]
         for gone in set(self.cache.nodes()) - set(proposal.snapshots):
             self.cache.clear(gone)
         self.state = proposal.state
         self.rejection = None
-        self.revision = Revision(self.revision.number + 1, time.time(), proposal.warnings)
+        number = self.revision.number + 1 if number is None else number
+        self.revision = Revision(number, time.time(), proposal.warnings)
         return changed
 
     def set_serving(self, instance: str, serving: bool) -> list[str]:

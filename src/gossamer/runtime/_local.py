@@ -10,24 +10,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import logging
 import os
 import shutil
+import socket
+import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gossamer.api import Source, config_diff
 from gossamer.model import Instance, MeshConfig, MeshState, Problem, Workload
-from gossamer.runtime._access import LogQuery, read_entries, rotate_if_needed
+from gossamer.runtime._access import (
+    AccessLogHealth,
+    LogQuery,
+    Notice,
+    check_access_logs,
+    log_file,
+    read_entries,
+)
 from gossamer.runtime._controlplane import ControlPlane, Proposal
 from gossamer.runtime._ports import PortAllocator, port_free
+from gossamer.runtime._store import ConfigStore, Conflict, digest
 from gossamer.sidecar import GatewayRunner, InstanceRunner, StartError, XdsApi, app_path
 from gossamer.sources import load_sources, watch
-from gossamer.telemetry import Store, Totals, collect_once, graph
+from gossamer.telemetry import (
+    PrometheusError,
+    Store,
+    Totals,
+    collect_once,
+    flagged_counts,
+    graph,
+    window_increases,
+)
+from gossamer.translate import ACCESS_LOG_NAME, FLAGS_LOG_NAME, snapshot_changes
 
 log = logging.getLogger("gossamer.up")
+
+FLAG_SETTLE_S = 1.0
+"""A scrape round is added this long after it was taken, once the flags of the requests
+it counted have arrived (proxies flush flagged entries every 0.5 s)."""
 
 DRAIN_PROPAGATION_S = 0.5
 """How long an instance stays up after its endpoint left every caller's config."""
@@ -46,6 +72,50 @@ class LocalOptions:
     first_port: int = 20000
     telemetry_interval_s: float = 5.0
     extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChangeResult:
+    """The outcome of a proposed change: refused (``problems`` or ``conflict``), a dry
+    run or no-op (``changes`` only), or applied as ``revision``."""
+
+    problems: list[Problem] = field(default_factory=list)
+    conflict: str = ""
+    changes: dict[str, Any] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+    revision: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "applied": self.revision > 0,
+            "revision": self.revision,
+            "problems": [p.to_dict() for p in self.problems],
+            "conflict": self.conflict,
+            "warnings": [p.to_dict() for p in self.warnings],
+            "changes": self.changes,
+        }
+
+
+def file_key(source: Source) -> Path:
+    """Where a config file lives: what tells two sources apart across applies."""
+    return Path(source.base_dir, Path(source.name).name).resolve()
+
+
+def _source(path: Path, text: str) -> Source:
+    """A config file sent by the CLI, named as ``read_sources`` names files."""
+    try:
+        name = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        name = str(path)
+    return Source(name=name, text=text, base_dir=str(path.parent))
+
+
+def whoami() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 class StartupFailed(RuntimeError):
@@ -134,7 +204,13 @@ class LocalMesh:
         self.store = Store(options.state_dir / "telemetry.db")
         """Mesh-wide series after each collection round: every round for an hour, then
         one point a minute for a day."""
+        self.config_store = ConfigStore(options.state_dir / "config.db")
+        """Every applied revision of the config files, across runs."""
+        self.sources: list[Source] = []
+        """The config files of the running revision."""
         self._rounds = 0
+        self.access_health = AccessLogHealth()
+        """Each proxy's failed access log writes, reopens and rotations."""
         self.started_at = time.time()
         self._apply_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
@@ -153,18 +229,43 @@ class LocalMesh:
 
     # -- applying config ------------------------------------------------------------------
 
-    def load(self) -> Proposal | list[Problem]:
-        sources, problems = load_sources(self.options.config_path)
-        if problems:
-            return problems
-        return self.control.propose(sources)
+    def _under_path(self, source: Source) -> bool:
+        root = self.options.config_path.resolve()
+        path = file_key(source)
+        return path == root or root in path.parents
 
     async def start(self) -> None:
         """Initial apply. Raises StartupFailed, having stopped whatever it started."""
-        proposal = self.load()
+        sources, problems = load_sources(self.options.config_path)
+        if problems:
+            raise StartupFailed(problems)
+        proposal = self.control.propose(sources)
         if not isinstance(proposal, Proposal):
             raise StartupFailed(proposal)
-        self.control.publish(proposal)
+        head = self.config_store.head()
+        if head is not None:
+            elsewhere = sorted(s.name for s in head.sources if not self._under_path(s))
+            if elsewhere:
+                log.warning(
+                    "revision %d also ran files applied from elsewhere (%s); this start "
+                    "loads only %s (`gossamer rollback %d` brings them back)",
+                    head.number,
+                    ", ".join(elsewhere),
+                    self.options.config_path,
+                    head.number,
+                )
+        if head is not None and head.digest == digest(sources):
+            number = head.number
+        else:
+            revision = self.config_store.commit(
+                sources,
+                author=whoami(),
+                message=f"gossamer up {self.options.config_path}",
+                changes=self._changes(head.sources if head else (), sources, proposal),
+            )
+            number = revision.number
+        self.control.publish(proposal, number)
+        self.sources = list(sources)
         for p in proposal.warnings:
             log.warning("%s", p)
         try:
@@ -176,31 +277,146 @@ class LocalMesh:
             log.warning("not every proxy applied the latest config yet; see `gossamer status`")
 
     async def reload(self) -> bool:
-        """Apply the files as they are now. A rejected change leaves the mesh untouched."""
+        """Apply the files under the config path as they are now (files applied from
+        elsewhere stay). A rejected change leaves the mesh untouched."""
+        read, problems = load_sources(self.options.config_path)
+        if problems:
+            self._rejected(problems)
+            return False
+        sources = [s for s in self.sources if not self._under_path(s)] + read
+        result = await self.change(
+            sources, author=whoami(), message=f"edit under {self.options.config_path}"
+        )
+        return not result.problems
+
+    async def change(
+        self,
+        sources: list[Source],
+        *,
+        author: str,
+        message: str,
+        dry_run: bool = False,
+        expect_revision: int | None = None,
+        force: bool = False,
+    ) -> ChangeResult:
+        """Validate, translate and (unless ``dry_run``) apply a complete new set of config
+        files as one revision. Refused changes leave the mesh and the store untouched."""
         async with self._apply_lock:
-            proposal = self.load()
+            current = self.control.revision.number
+            if expect_revision is not None and expect_revision != current:
+                return ChangeResult(conflict=str(Conflict(expect_revision, current)))
+            proposal = self.control.propose(sources, force=force)
             if not isinstance(proposal, Proposal):
-                self.control.reject(proposal)
-                self.note("rejected", f"config change rejected: {len(proposal)} problem(s)")
-                for p in proposal:
-                    log.error("%s", p)
-                log.error("the mesh keeps running on revision %d", self.control.revision.number)
-                return False
-            if self.control.unchanged(proposal):
-                log.info("no change: the mesh stays on revision %d", self.control.revision.number)
-                self.control.rejection = None
-                return True
+                if not dry_run:
+                    self._rejected(proposal)
+                return ChangeResult(problems=proposal)
+            changes = self._changes(self.sources, sources, proposal)
+            if dry_run or self.control.unchanged(proposal):
+                if not dry_run:
+                    log.info("no change: the mesh stays on revision %d", current)
+                    self.control.rejection = None
+                return ChangeResult(changes=changes, warnings=list(proposal.warnings))
+            try:
+                revision = self.config_store.commit(
+                    sources,
+                    author=author,
+                    message=message,
+                    changes=changes,
+                    expect_head=current,
+                )
+            except (Conflict, sqlite3.Error) as exc:
+                log.error("the change was not applied: %s", exc)
+                return ChangeResult(conflict=str(exc))
             previous = self.control.state
-            changed = self.control.publish(proposal)
+            changed = self.control.publish(proposal, revision.number)
+            self.sources = list(sources)
             log.info(
-                "applied revision %d: %d proxies got new config",
-                self.control.revision.number,
+                "applied revision %d (%s): %d proxies got new config",
+                revision.number,
+                message,
                 len(changed),
             )
             for p in proposal.warnings:
                 log.warning("%s", p)
             await self._reconcile(proposal.state, initial=False, previous=previous)
-            return True
+            return ChangeResult(
+                changes=changes, warnings=list(proposal.warnings), revision=revision.number
+            )
+
+    async def apply_files(
+        self,
+        files: dict[str, str],
+        *,
+        root: str = "",
+        prune: bool = False,
+        author: str,
+        message: str,
+        dry_run: bool = False,
+        expect_revision: int | None = None,
+        force: bool = False,
+    ) -> ChangeResult:
+        """``gossamer apply``: ``files`` (absolute path -> text) are added to the running
+        config or replace the files at the same paths; with ``prune``, running files under
+        ``root`` that are not in ``files`` are removed."""
+        given = [_source(Path(path), text) for path, text in sorted(files.items())]
+        keys = {file_key(s) for s in given}
+        root_path = Path(root) if root else None  # the CLI sends it resolved
+
+        def dropped(s: Source) -> bool:
+            key = file_key(s)
+            if key in keys:
+                return True
+            return (
+                prune and root_path is not None and (key == root_path or root_path in key.parents)
+            )
+
+        sources = [s for s in self.sources if not dropped(s)] + given
+        return await self.change(
+            sources,
+            author=author,
+            message=message,
+            dry_run=dry_run,
+            expect_revision=expect_revision,
+            force=force,
+        )
+
+    async def rollback(self, number: int, *, author: str, dry_run: bool = False) -> ChangeResult:
+        """Apply revision ``number``'s files again, as a new revision."""
+        revision = self.config_store.get(number)
+        if revision is None:
+            return ChangeResult(conflict=f"there is no revision {number} (see gossamer history)")
+        return await self.change(
+            list(revision.sources),
+            author=author,
+            message=f"rollback to revision {number}",
+            dry_run=dry_run,
+        )
+
+    def _changes(
+        self, old: Sequence[Source], new: Sequence[Source], proposal: Proposal
+    ) -> dict[str, Any]:
+        """What ``proposal`` changes: resources, and per proxy the Envoy resources."""
+        proxies = snapshot_changes(self.control.snapshots(), proposal.snapshots)
+        state = proposal.state
+        reaches = sorted(
+            {
+                f"workload/{i.workload}"
+                for node in proxies
+                if (i := state.instance(node) or self._old_instance(node)) is not None
+            }
+            | {f"gateway/{g.name}" for g in state.config.gateways if g.node_id in proxies}
+        )
+        return {"resources": config_diff(old, new), "proxies": proxies, "reaches": reaches}
+
+    def _old_instance(self, node: str) -> Instance | None:
+        return self.control.state.instance(node) if self.control.state else None
+
+    def _rejected(self, problems: list[Problem]) -> None:
+        self.control.reject(problems)
+        self.note("rejected", f"config change rejected: {len(problems)} problem(s)")
+        for p in problems:
+            log.error("%s", p)
+        log.error("the mesh keeps running on revision %d", self.control.revision.number)
 
     async def _reconcile(
         self, state: MeshState, *, initial: bool, previous: MeshState | None = None
@@ -327,6 +543,7 @@ class LocalMesh:
             return_exceptions=True,
         )
         self.store.close()
+        self.config_store.close()
 
     def proxies(self) -> dict[str, int]:
         """Every running proxy's node id and Envoy admin port."""
@@ -341,37 +558,91 @@ class LocalMesh:
         out.update({g.node_id: (g.admin_port, g.envoy.pid or 0) for g in self.gateways.values()})
         return out
 
+    def on_access_log(self, node: str, log_name: str, entries: list[dict[str, Any]]) -> None:
+        """Entries a proxy streamed over the access log service: flagged requests feed
+        the metrics' ``response_flags``; with the ``grpc`` sink, every entry is written
+        to the proxy's access log file, as the proxy itself would have."""
+        state = self.control.state
+        if state is None or not entries:
+            return
+        if log_name.startswith(FLAGS_LOG_NAME):
+            self.telemetry.add_flagged(flagged_counts(state, entries))
+        elif log_name.startswith(ACCESS_LOG_NAME):
+            lines = "".join(
+                json.dumps({k: v for k, v in e.items() if k != "request_headers"}) + "\n"
+                for e in entries
+            )
+            error = None
+            try:
+                with log_file(self.options.state_dir, node).open("a") as f:
+                    f.write(lines)
+            except OSError as exc:
+                error = str(exc)
+            notice = self.access_health.sink_write(node, len(entries), error, time.time())
+            if notice is not None:
+                self._announce(notice)
+
     async def collect_telemetry(self) -> None:
         state = self.control.state
         if state is not None:
-            await collect_once(state, self.proxy_processes(), self.telemetry)
+            await collect_once(state, self.proxy_processes(), self.telemetry, FLAG_SETTLE_S)
             now = time.time()
             await asyncio.to_thread(self.store.record, now, dict(self.telemetry.series))
             self._rounds += 1
             if self._rounds % 60 == 0:
                 await asyncio.to_thread(self.store.compact, now)
 
-    def graph(self, window_s: float) -> dict[str, Any]:
-        """The service graph over the last ``window_s`` seconds of collected telemetry."""
+    async def graph(self, window_s: float) -> dict[str, Any]:
+        """The service graph over the last ``window_s`` seconds: from the Mesh's Prometheus
+        when one is set (whole seconds), else, or when it fails, from the embedded store.
+        ``source`` says which; ``warning`` says why Prometheus was not used."""
         state = self.control.state
+        url = state.config.settings.telemetry.prometheus_url if state else ""
+        warning = ""
+        if state is not None and url:
+            seconds = max(1, round(window_s))
+            try:
+                increases = await window_increases(url, seconds)
+            except PrometheusError as exc:
+                warning = f"{exc}; showing the embedded store"
+                log.debug("graph: %s", warning)
+            else:
+                return {**graph(state.config, {}, increases, seconds), "source": "prometheus"}
         first = self.store.oldest()
-        if state is None or first is None:
-            return {"window_seconds": 0, "nodes": [], "edges": []}
         now = time.time()
         newest = dict(self.telemetry.series)
-        if first > now - window_s:
+        if state is None or first is None:
+            data: dict[str, Any] = {"window_seconds": 0, "nodes": [], "edges": []}
+        elif first > now - window_s:
             # The window reaches back before the first round: everything since the start.
-            return graph(state.config, {}, newest, now - self.started_at)
-        return graph(state.config, self.store.at(now - window_s), newest, window_s)
+            data = graph(state.config, {}, newest, now - self.started_at)
+        else:
+            data = graph(state.config, self.store.at(now - window_s), newest, window_s)
+        return {**data, "source": "embedded", **({"warning": warning} if warning else {})}
 
     async def rotate_access_logs(self) -> list[str]:
         state = self.control.state
         if state is None:
             return []
         settings = state.config.settings.access_log
-        return await rotate_if_needed(
-            self.options.state_dir, self.proxies(), settings.max_bytes, settings.max_files
+        result = await check_access_logs(
+            self.options.state_dir,
+            self.proxy_processes(),
+            settings.max_bytes,
+            settings.max_files,
+            self.access_health,
         )
+        for notice in result.notices:
+            self._announce(notice)
+        return result.rotated
+
+    def _announce(self, n: Notice) -> None:
+        if n.recovered:
+            self.note("access-log-recovered", n.message, proxy=n.node)
+            log.warning("%s", n.message)
+        else:
+            self.note("access-log-failed", n.message, proxy=n.node)
+            log.error("%s", n.message)
 
     def logs(self, service: str, query: LogQuery) -> dict[str, object]:
         state = self.control.state
@@ -452,6 +723,7 @@ class LocalMesh:
                 if "rejected_resources" in t:
                     t["user_resources"] = control.nack_origins(t["rejected_resources"])
             entry["proxy"] = proxy
+            entry["access_log"] = self.access_health.describe(name)
             instances.append(entry)
         state = control.state
         return {
@@ -487,6 +759,7 @@ class LocalMesh:
                         )
                     ],
                     "proxy": control.book.summary(g.node_id),
+                    "access_log": self.access_health.describe(g.node_id),
                 }
                 for g in self.gateways.values()
             ],
