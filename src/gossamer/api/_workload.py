@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from gossamer.api._common import Metadata, Name, Strict
+from gossamer.api._common import Metadata, Name, Strict, check_duration, parse_duration_ms
 from gossamer.model import Origin, Port, Protocol, Workload
 
 API_VERSION = "gossamer.dev/v1alpha1"
@@ -19,6 +19,27 @@ class PortSpec(Strict):
     protocol: Literal["http", "http2", "grpc", "tcp"] = "http"
 
 
+MAX_SHUTDOWN = "10m"
+"""The longest ``drainTimeout`` or ``gracePeriod``: a stop, a rolling restart and
+``gossamer down`` each wait for them."""
+
+
+class ShutdownSpec(Strict):
+    """How an instance stops; see docs/concepts.md#readiness-and-ordering."""
+
+    drainTimeout: str = "5s"
+    gracePeriod: str = "5s"
+
+    _durations = field_validator("drainTimeout", "gracePeriod")(check_duration)
+
+    @field_validator("drainTimeout", "gracePeriod")
+    @classmethod
+    def _bounded(cls, value: str, info: ValidationInfo) -> str:
+        if parse_duration_ms(value) > parse_duration_ms(MAX_SHUTDOWN):
+            raise ValueError(f"{info.field_name} must be at most {MAX_SHUTDOWN}, not {value}")
+        return value
+
+
 class WorkloadSpec(Strict):
     services: list[Name] | None = None
     version: str = Field(default="", max_length=63)
@@ -28,6 +49,7 @@ class WorkloadSpec(Strict):
     command: list[str] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
     workingDir: str | None = None
+    shutdown: ShutdownSpec = Field(default_factory=ShutdownSpec)
 
     @field_validator("ports")
     @classmethod
@@ -73,5 +95,7 @@ class WorkloadDoc(Strict):
             zone=spec.zone,
             env=tuple(sorted(spec.env.items())),
             working_dir=working_dir,
+            drain_timeout_ms=parse_duration_ms(spec.shutdown.drainTimeout),
+            grace_period_ms=parse_duration_ms(spec.shutdown.gracePeriod),
             origin=origin,
         )

@@ -52,10 +52,12 @@ def status(args: argparse.Namespace) -> int:
         return 0
     print(f"revision {data['revision']} of {data['config_path']}; logs in {data['log_dir']}")
     print(instance_table(data))
-    for inst in data["instances"]:
-        for type_name, t in inst["proxy"]["types"].items():
+    proxies = [(i["name"], i["proxy"]) for i in data["instances"]]
+    proxies += [(g["node"], g["proxy"]) for g in data.get("gateways", [])]
+    for node, proxy in proxies:
+        for type_name, t in proxy["types"].items():
             if t["state"] == "NACKED":
-                print(f"NACK {inst['name']} {type_name}: {t.get('error', '')[:300]}")
+                print(f"NACK {node} {type_name}: {t.get('error', '')[:300]}")
                 for origin in t.get("user_resources", []):
                     print(f"  from {origin}")
     if data.get("warnings"):
@@ -121,7 +123,7 @@ def _kill_leftovers(state_dir: Path, why: str) -> int:
         with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
             os.killpg(int(line), signal.SIGTERM)
             killed += 1
-    for name in ("pids", "up.json"):
+    for name in ("pids", "up.json", "processes.json"):
         with contextlib.suppress(FileNotFoundError):
             (state_dir / name).unlink()
     print(f"gossamer: `up` was not running; stopped {killed} leftover process group(s)")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from gossamer import __version__
-from gossamer.cli import _changes, _config, _lifecycle, _observe, _proxy
+from gossamer.cli import _changes, _config, _lifecycle, _observe, _proxy, _run
 from gossamer.cli._client import DEFAULT_STATE_DIR
 
 
@@ -46,6 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("-v", "--verbose", action="store_true")
     up.set_defaults(func=_lifecycle.up)
+
+    run = sub.add_parser(
+        "run",
+        help="run a command as one more instance of a service, with its own sidecar",
+        description="Join the running mesh as an instance of SERVICE: sidecar first, CMD once "
+        "the sidecar has its whole config; on SIGTERM leave callers, drain, stop CMD, then "
+        "the sidecar. Usage: gossamer run --service NAME -- CMD...",
+    )
+    run.add_argument("--service", required=True, help="the service this instance backs")
+    run.add_argument("--workload", default="", help="which workload, if several back it")
+    run.add_argument(
+        "--config-timeout",
+        type=float,
+        default=30.0,
+        help="seconds the sidecar may take to get its config before giving up (30)",
+    )
+    with_target(run)
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    run.set_defaults(func=_run.run)
 
     status = sub.add_parser("status", help="instances, proxies and the last rejected change")
     with_target(status)

@@ -9,7 +9,9 @@ the user's file and document.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gossamer.model._origin import Origin
 from gossamer.model._policy import PolicyTargetKind, TrafficPolicy
@@ -59,6 +61,11 @@ class Workload:
     zone: str = ""
     env: tuple[tuple[str, str], ...] = ()
     working_dir: str = ""
+    drain_timeout_ms: int = 5000
+    """On stop, once the instance is out of every caller's endpoints: the longest wait for
+    the inbound requests in flight to finish before the app gets SIGTERM."""
+    grace_period_ms: int = 5000
+    """On stop, after SIGTERM to the app: how long before SIGKILL."""
     origin: Origin | None = field(default=None, compare=False)
 
     def port(self, number: int) -> Port | None:
@@ -273,6 +280,23 @@ class Instance:
     """(service, service port, local port) for each TCP service this proxy can reach."""
     admin_port: int
     address: str = "127.0.0.1"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Instance:
+        """The inverse of ``dataclasses.asdict`` (JSON turns tuples into lists)."""
+        return cls(
+            name=str(data["name"]),
+            workload=str(data["workload"]),
+            index=int(data["index"]),
+            app_ports=tuple((int(a), int(b)) for a, b in data["app_ports"]),
+            inbound_ports=tuple((int(a), int(b)) for a, b in data["inbound_ports"]),
+            outbound_http_port=int(data["outbound_http_port"]),
+            outbound_tcp_ports=tuple(
+                (str(svc), int(port), int(local)) for svc, port, local in data["outbound_tcp_ports"]
+            ),
+            admin_port=int(data["admin_port"]),
+            address=str(data["address"]),
+        )
 
     def inbound_port(self, service_port: int) -> int | None:
         return dict(self.inbound_ports).get(service_port)

@@ -7,15 +7,20 @@ previous state keeps every port it had, so a config edit never moves a running p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from gossamer.model._mesh import Instance, MeshConfig, MeshState, instance_name
+from gossamer.model._mesh import Instance, MeshConfig, MeshState, Workload, instance_name
 
 
 def place(
-    config: MeshConfig, previous: MeshState | None, allocate: Callable[[], int]
+    config: MeshConfig,
+    previous: MeshState | None,
+    allocate: Callable[[], int],
+    attached: Mapping[str, str] | None = None,
 ) -> tuple[Instance, ...]:
-    """Instances for every replica of every workload in ``config``."""
+    """Instances for every replica of every workload in ``config``, then the ``attached``
+    ones (instance name -> workload; processes that joined with ``gossamer run``) whose
+    workload is still declared."""
     old = {i.name: i for i in previous.instances} if previous else {}
     tcp_targets = [
         (svc.name, port.port)
@@ -28,31 +33,38 @@ def place(
         for port in ext.ports
         if not port.protocol.is_http
     ]
-    instances = []
-    for workload in config.workloads:
-        for index in range(workload.replicas):
-            name = instance_name(workload.name, index)
-            prev = old.get(name)
-            prev_app = dict(prev.app_ports) if prev else {}
-            prev_in = dict(prev.inbound_ports) if prev else {}
-            prev_tcp = {(s, p): local for s, p, local in prev.outbound_tcp_ports} if prev else {}
-            app_ports = tuple((p.port, prev_app.get(p.port) or allocate()) for p in workload.ports)
-            inbound = tuple((p.port, prev_in.get(p.port) or allocate()) for p in workload.ports)
-            tcp = tuple(
-                (svc, port, prev_tcp.get((svc, port)) or allocate()) for svc, port in tcp_targets
-            )
-            instances.append(
-                Instance(
-                    name=name,
-                    workload=workload.name,
-                    index=index,
-                    app_ports=app_ports,
-                    inbound_ports=inbound,
-                    outbound_http_port=prev.outbound_http_port if prev else allocate(),
-                    outbound_tcp_ports=tcp,
-                    admin_port=prev.admin_port if prev else allocate(),
-                )
-            )
+
+    def one(workload: Workload, name: str, index: int) -> Instance:
+        prev = old.get(name)
+        prev_app = dict(prev.app_ports) if prev else {}
+        prev_in = dict(prev.inbound_ports) if prev else {}
+        prev_tcp = {(s, p): local for s, p, local in prev.outbound_tcp_ports} if prev else {}
+        # Allocation order is part of the golden files: app, inbound, TCP, proxy, admin.
+        app_ports = tuple((p.port, prev_app.get(p.port) or allocate()) for p in workload.ports)
+        inbound = tuple((p.port, prev_in.get(p.port) or allocate()) for p in workload.ports)
+        tcp = tuple(
+            (svc, port, prev_tcp.get((svc, port)) or allocate()) for svc, port in tcp_targets
+        )
+        return Instance(
+            name=name,
+            workload=workload.name,
+            index=index,
+            app_ports=app_ports,
+            inbound_ports=inbound,
+            outbound_http_port=prev.outbound_http_port if prev else allocate(),
+            outbound_tcp_ports=tcp,
+            admin_port=prev.admin_port if prev else allocate(),
+        )
+
+    instances = [
+        one(workload, instance_name(workload.name, index), index)
+        for workload in config.workloads
+        for index in range(workload.replicas)
+    ]
+    for name, workload_name in sorted((attached or {}).items()):
+        workload = config.workload(workload_name)
+        if workload is not None:
+            instances.append(one(workload, name, -1))
     return tuple(instances)
 
 

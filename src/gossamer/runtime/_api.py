@@ -12,6 +12,7 @@ from gossamer.runtime._access import LogQuery
 from gossamer.runtime._config_api import config_routes
 from gossamer.runtime._local import LocalMesh
 from gossamer.runtime._proxies import proxy_routes
+from gossamer.runtime._run_api import run_routes
 from gossamer.telemetry import exposition
 from gossamer.translate import UnknownService, effective_routes
 
@@ -105,6 +106,7 @@ def make_app(mesh: LocalMesh) -> web.Application:
             web.get("/api/v1/graph", graph),
             web.get("/healthz", healthz),
             *config_routes(mesh),
+            *run_routes(mesh),
             *proxy_routes(mesh),
         ]
     )

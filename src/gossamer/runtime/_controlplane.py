@@ -18,6 +18,7 @@ from gossamer.model import (
     MeshConfig,
     MeshState,
     Origin,
+    ParentKind,
     Problem,
     errors,
     place,
@@ -67,6 +68,8 @@ class ControlPlane:
         self.revision = Revision()
         self.rejection: Rejection | None = None
         self._allocate = allocate
+        self.attached: dict[str, str] = {}
+        """Instances that joined with ``gossamer run`` (instance name -> workload)."""
         self._preflight = preflight
 
     def propose(self, sources: list[Source], force: bool = False) -> Proposal | list[Problem]:
@@ -79,7 +82,7 @@ class ControlPlane:
             if errors(problems):
                 return problems
         try:
-            instances = place(config, self.state, self._allocate)
+            instances = place(config, self.state, self._allocate, self.attached)
             gateway_ports = place_gateways(config, self.state, self._allocate)
         except PortsExhausted as exc:
             return [Problem("GSM0205", str(exc), hint="free some ports or pass --first-port")]
@@ -182,10 +185,50 @@ class ControlPlane:
         finally:
             cancel()
 
-    def nack_origins(self, resource_names: list[str]) -> list[str]:
-        """The user resources behind rejected Envoy resources: ``file (document N, Kind/name)``."""
+    def lagging(self) -> list[str]:
+        """Proxies that applied some config before but not their current snapshot yet:
+        those that may still route by an older one."""
+        return [n for n in self.cache.nodes() if self._applied_any(n) and not self.book.synced(n)]
+
+    async def wait_applied(self, nodes: list[str], timeout_s: float) -> tuple[list[str], list[str]]:
+        """Wait until each of ``nodes`` has applied its current snapshot; returns the
+        proxies waited for and those of them that had not within ``timeout_s``. A proxy
+        that never applied any config is not waited for: with no listener yet, it routes
+        nothing."""
+        nodes = [n for n in nodes if self._applied_any(n)]
+        done = await asyncio.gather(*(self.wait_synced(n, timeout_s) for n in nodes))
+        return nodes, [n for n, ok in zip(nodes, done, strict=True) if not ok]
+
+    def _applied_any(self, node_id: str) -> bool:
+        status = self.book.proxy(node_id)
+        return status is not None and any(t.acked_version for t in status.types.values())
+
+    def proxy_summary(self, node: str) -> dict[str, object]:
+        """The status book's summary of ``node``, each NACK with the user resources behind
+        it (``user_resources``)."""
+        summary = self.book.summary(node)
+        for t in summary["types"].values():  # type: ignore[attr-defined]
+            if "rejected_resources" in t:
+                t["user_resources"] = self.nack_origins(t["rejected_resources"], node)
+        return summary
+
+    def nack_origins(self, resource_names: list[str], node: str = "") -> list[str]:
+        """The user resources behind rejected Envoy resources: ``file (document N, Kind/name)``.
+        A gateway's resources name the gateway, not a service: for ``node`` a gateway, its
+        Gateway and the routes attached to it."""
         if self.state is None:
             return []
+        gateway = next((g for g in self.state.config.gateways if g.node_id == node), None)
+        if gateway is not None:
+            found = [
+                str(r.origin)
+                for r in self.state.config.routes
+                if r.origin
+                and any(
+                    p.kind is ParentKind.GATEWAY and p.service == gateway.name for p in r.parents
+                )
+            ]
+            return sorted({*found, *([str(gateway.origin)] if gateway.origin else [])})
         services = {names.service_of(n) for n in resource_names} - {None}
         found = []
         for route in self.state.config.routes:

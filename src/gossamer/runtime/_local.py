@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import time
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gossamer.api import Source, config_diff
+from gossamer.api import Source, config_diff, load_config
 from gossamer.model import Instance, MeshConfig, MeshState, Problem, Workload
 from gossamer.runtime._access import (
     AccessLogHealth,
@@ -34,6 +36,7 @@ from gossamer.runtime._access import (
     read_entries,
 )
 from gossamer.runtime._controlplane import ControlPlane, Proposal
+from gossamer.runtime._leftovers import Leftovers, read_leftovers, write_leftovers
 from gossamer.runtime._ports import PortAllocator, port_free
 from gossamer.runtime._store import ConfigStore, Conflict, digest
 from gossamer.sidecar import GatewayRunner, InstanceRunner, StartError, XdsApi, app_path
@@ -54,9 +57,6 @@ log = logging.getLogger("gossamer.up")
 FLAG_SETTLE_S = 1.0
 """A scrape round is added this long after it was taken, once the flags of the requests
 it counted have arrived (proxies flush flagged entries every 0.5 s)."""
-
-DRAIN_PROPAGATION_S = 0.5
-"""How long an instance stays up after its endpoint left every caller's config."""
 
 
 @dataclass(slots=True)
@@ -208,6 +208,11 @@ class LocalMesh:
         """Every applied revision of the config files, across runs."""
         self.sources: list[Source] = []
         """The config files of the running revision."""
+        self._attached_seq = 0
+        self._heartbeats: dict[str, float] = {}
+        """When each ``gossamer run`` instance last called in."""
+        self._leftovers: Leftovers | None = None
+        """What a killed ``up`` left running, while this one starts and takes it over."""
         self._rounds = 0
         self.access_health = AccessLogHealth()
         """Each proxy's failed access log writes, reopens and rotations."""
@@ -234,16 +239,44 @@ class LocalMesh:
         path = file_key(source)
         return path == root or root in path.parents
 
+    def _resume_point(self) -> tuple[list[Source], MeshState] | None:
+        """If an earlier ``up`` here was killed and left its instances running: the
+        revision it ran and where its instances are, so this start takes them over and
+        serves proxies exactly the config they already have."""
+        leftovers = read_leftovers(self.options.state_dir)
+        head = self.config_store.head()
+        if leftovers is None or head is None or leftovers.revision != head.number:
+            return None
+        config, _problems = load_config(list(head.sources))
+        if config is None:
+            return None
+        self._leftovers = leftovers
+        previous = MeshState(
+            config,
+            tuple(leftovers.instances.values()),
+            frozenset(leftovers.not_serving),
+            tuple((name, port) for name, (_node, port, _pid) in leftovers.gateways.items()),
+        )
+        return list(head.sources), previous
+
     async def start(self) -> None:
         """Initial apply. Raises StartupFailed, having stopped whatever it started."""
-        sources, problems = load_sources(self.options.config_path)
-        if problems:
-            raise StartupFailed(problems)
+        resume = self._resume_point()
+        if resume is not None:
+            sources, self.control.state = resume
+            log.info(
+                "resuming revision %d: taking over the instances the last `up` left running",
+                self._leftovers.revision if self._leftovers else 0,
+            )
+        else:
+            sources, problems = load_sources(self.options.config_path)
+            if problems:
+                raise StartupFailed(problems)
         proposal = self.control.propose(sources)
         if not isinstance(proposal, Proposal):
             raise StartupFailed(proposal)
         head = self.config_store.head()
-        if head is not None:
+        if head is not None and resume is None:
             elsewhere = sorted(s.name for s in head.sources if not self._under_path(s))
             if elsewhere:
                 log.warning(
@@ -273,8 +306,22 @@ class LocalMesh:
         except StartupFailed:
             await self.stop()
             raise
+        finally:
+            self._stop_leftovers()
         if not await self.wait_all_synced(self.options.config_timeout_s):
             log.warning("not every proxy applied the latest config yet; see `gossamer status`")
+        if resume is not None:
+            await self.reload()  # edits made under PATH while no `up` ran
+
+    def _stop_leftovers(self) -> None:
+        """Kill what the killed ``up`` left running that this one did not take over."""
+        leftovers, self._leftovers = self._leftovers, None
+        if leftovers is None:
+            return
+        for pid in leftovers.unadopted(self.options.state_dir):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                log.warning("stopped process %d left by the last `up`", pid)
 
     async def reload(self) -> bool:
         """Apply the files under the config path as they are now (files applied from
@@ -421,7 +468,8 @@ class LocalMesh:
     async def _reconcile(
         self, state: MeshState, *, initial: bool, previous: MeshState | None = None
     ) -> None:
-        wanted = {i.name: i for i in state.instances}
+        # Instances that joined with `gossamer run` are supervised by their own process.
+        wanted = {i.name: i for i in state.instances if i.name not in self.control.attached}
         prev_workloads = {w.name: w for w in previous.config.workloads} if previous else {}
         to_stop = [r for n, r in self.runners.items() if n not in wanted]
         to_restart = [
@@ -430,11 +478,15 @@ class LocalMesh:
             if n in wanted and _needs_restart(r, wanted[n], state, prev_workloads)
         ]
         to_start = [i for n, i in wanted.items() if n not in self.runners]
+        for runner in self.runners.values():
+            workload = state.config.workload(runner.instance.workload)
+            if workload is not None and runner not in to_restart:
+                runner.update_workload(workload)  # e.g. shutdown settings: no restart
         for runner in to_stop:
             del self.runners[runner.instance.name]
         # Removed instances are already out of every caller's endpoints (published above);
-        # they keep running for the drain period.
-        stops = [r.stop(drain_s=DRAIN_PROPAGATION_S) for r in to_stop]
+        # each stop waits until the callers applied that and its requests in flight ended.
+        stops = [r.stop() for r in to_stop]
         starts = [self._start_instance(i, state) for i in to_start]
         by_workload: dict[str, list[InstanceRunner]] = {}
         for runner in to_restart:
@@ -470,6 +522,10 @@ class LocalMesh:
                 base_env={**os.environ, **self.options.extra_env},
             )
             self.gateways[name] = runner
+            left = self._leftovers.take_gateway(name, gateway.node_id) if self._leftovers else None
+            if left is not None and runner.adopt(left):
+                log.info("gateway %s: took over its running Envoy", name)
+                continue
             try:
                 await runner.start()
             except (StartError, RuntimeError) as exc:
@@ -483,7 +539,7 @@ class LocalMesh:
     ) -> Problem | None:
         """Restart a workload's changed instances one at a time, so it always serves."""
         for runner in runners:
-            await runner.stop(drain_s=DRAIN_PROPAGATION_S)
+            await runner.stop()
             del self.runners[runner.instance.name]
             problem = await self._start_instance(wanted[runner.instance.name], state)
             if problem is not None:
@@ -502,10 +558,15 @@ class LocalMesh:
             xds_api=self.options.xds_api,
             wait_synced=self.control.wait_synced,
             set_serving=self._set_serving,
+            leave=self.leave,
             config_timeout_s=self.options.config_timeout_s,
             base_env={**os.environ, **self.options.extra_env},
         )
         self.runners[instance.name] = runner
+        left = self._leftovers.take_instance(instance) if self._leftovers else None
+        if left is not None and await runner.adopt(*left):
+            log.info("%s: took over its running sidecar and app", instance.name)
+            return None
         try:
             await runner.start()
         except (StartError, RuntimeError) as exc:
@@ -514,8 +575,103 @@ class LocalMesh:
             return Problem.at(workload.origin, "GSM0203", str(exc), field="spec.command")
         return None
 
+    # -- instances that join with `gossamer run` ----------------------------------------
+
+    async def attach(self, service: str, workload: str = "") -> dict[str, Any]:
+        """A new instance of the workload behind ``service`` (or of ``workload``), run by
+        the caller: placed, given its sidecar config, kept out of every caller's endpoints
+        until it reports serving. ``{"error": ...}`` if there is no such workload."""
+        async with self._apply_lock:
+            state = self.control.state
+            if state is None:
+                return {"error": "the mesh has not started"}
+            backing = [
+                w.name
+                for w in state.config.workloads
+                if service in w.services and (not workload or w.name == workload)
+            ]
+            if len(backing) != 1:
+                known = sorted(s.name for s in state.config.services())
+                return {
+                    "error": f"no workload backs service `{service}`"
+                    + (f" as `{workload}`" if workload else "")
+                    if not backing
+                    else f"service `{service}` is backed by {', '.join(backing)}; pass --workload",
+                    "services": known,
+                }
+            self._attached_seq += 1
+            name = f"{backing[0]}-run{self._attached_seq}"
+            self.control.attached[name] = backing[0]
+            if not self._republish():
+                del self.control.attached[name]
+                return {"error": "the current config no longer applies; see gossamer status"}
+            self._heartbeats[name] = time.monotonic()
+            new = self.control.state
+            assert new is not None
+            instance = new.instance(name)
+            found = new.config.workload(backing[0])
+            assert instance is not None and found is not None
+            log.info("%s joined (gossamer run)", name)
+            return {
+                "instance": dataclasses.asdict(instance),
+                "workload": {
+                    "name": found.name,
+                    "services": list(found.services),
+                    "ports": [[p.name, p.port, p.protocol.value] for p in found.ports],
+                    "version": found.version,
+                    "zone": found.zone,
+                    "env": [list(kv) for kv in found.env],
+                    "drain_timeout_ms": found.drain_timeout_ms,
+                    "grace_period_ms": found.grace_period_ms,
+                },
+                "xds": {"port": self.options.xds_port, "api": self.options.xds_api},
+                "state_dir": str(self.options.state_dir.resolve()),
+            }
+
+    async def detach(self, name: str) -> bool:
+        async with self._apply_lock:
+            if self.control.attached.pop(name, None) is None:
+                return False
+            self._heartbeats.pop(name, None)
+            self._republish()
+            log.info("%s left (gossamer run)", name)
+            return True
+
+    def heartbeat(self, name: str) -> bool:
+        if name not in self.control.attached:
+            return False
+        self._heartbeats[name] = time.monotonic()
+        return True
+
+    async def prune_attached(self, stale_s: float = 10.0) -> None:
+        """Forget instances whose ``gossamer run`` stopped calling in (killed, say)."""
+        now = time.monotonic()
+        for name in [n for n, t in self._heartbeats.items() if now - t > stale_s]:
+            log.warning("%s stopped calling in for %.0fs; removing it", name, stale_s)
+            self.note("run-lost", f"{name} stopped calling in; removed", instance=name)
+            await self.detach(name)
+
+    def _republish(self) -> bool:
+        """The running revision again, with the joined instances as they are now."""
+        proposal = self.control.propose(self.sources)
+        if not isinstance(proposal, Proposal):
+            return False
+        self.control.publish(proposal, self.control.revision.number)
+        return True
+
     def _set_serving(self, instance: str, serving: bool) -> None:
         self.control.set_serving(instance, serving)
+
+    async def leave(self, instance: str, timeout_s: float) -> tuple[list[str], list[str]]:
+        """Take ``instance`` out of every caller's endpoints and wait until each caller
+        whose config that changed has applied it; the callers waited for, and those that
+        had not applied it in time."""
+        changed = self.control.set_serving(instance, False)
+        if self.control.state is None or self.control.state.instance(instance) is None:
+            # Removed from the config: it left with the revision that removed it.
+            changed = self.control.lagging()
+        # Its own sidecar is stopping with it.
+        return await self.control.wait_applied([n for n in changed if n != instance], timeout_s)
 
     async def wait_all_synced(self, timeout_s: float) -> bool:
         """Whether every proxy applied its current config within ``timeout_s``."""
@@ -539,22 +695,34 @@ class LocalMesh:
         self.gateways.clear()
         await asyncio.gather(
             *(g.stop() for g in gateways),
-            *(r.stop(drain_s=None) for r in runners),
+            *(r.stop(drain=False) for r in runners),
             return_exceptions=True,
         )
         self.store.close()
         self.config_store.close()
 
+    def joined(self) -> dict[str, Instance]:
+        """The instances that joined with ``gossamer run``, by name."""
+        state = self.control.state
+        return {
+            name: i
+            for name in self.control.attached
+            if state is not None and (i := state.instance(name)) is not None
+        }
+
     def proxies(self) -> dict[str, int]:
         """Every running proxy's node id and Envoy admin port."""
         out = {name: r.instance.admin_port for name, r in self.runners.items()}
+        out.update({name: i.admin_port for name, i in self.joined().items()})
         out.update({g.node_id: g.admin_port for g in self.gateways.values()})
         return out
 
     def proxy_processes(self) -> dict[str, tuple[int, int]]:
         """Every running proxy's node id, admin port and Envoy pid (its counters' epoch:
-        a restarted Envoy has a new pid and counts from zero again)."""
+        a restarted Envoy has a new pid and counts from zero again; a joined instance's
+        pid is not known here, so a restart of it shows as counters going down)."""
         out = {name: (r.instance.admin_port, r.envoy.pid or 0) for name, r in self.runners.items()}
+        out.update({name: (i.admin_port, 0) for name, i in self.joined().items()})
         out.update({g.node_id: (g.admin_port, g.envoy.pid or 0) for g in self.gateways.values()})
         return out
 
@@ -679,18 +847,39 @@ class LocalMesh:
         self.write_pids()
 
     def write_pids(self) -> None:
-        """Every child pid, so ``gossamer down`` can clean up even after ``up`` was killed."""
+        """Every child pid, so ``gossamer down`` can clean up even after ``up`` was killed;
+        and, for a restarted ``up`` to take them over, where each instance runs."""
         pids = [
             pid
             for r in self.runners.values()
             for pid in (r.app.pid, r.envoy.pid)
             if pid is not None
         ] + [g.envoy.pid for g in self.gateways.values() if g.envoy.pid is not None]
+        state = self.control.state
         with contextlib.suppress(OSError):
             (self.options.state_dir / "pids").write_text("\n".join(map(str, pids)))
+            if state is not None:
+                write_leftovers(
+                    self.options.state_dir,
+                    Leftovers(
+                        pid=os.getpid(),
+                        revision=self.control.revision.number,
+                        instances={n: r.instance for n, r in self.runners.items()},
+                        pids={
+                            n: (r.envoy.pid, r.app.pid)
+                            for n, r in self.runners.items()
+                            if r.envoy.pid and r.app.pid
+                        },
+                        not_serving=sorted(state.not_serving),
+                        gateways={
+                            g.name: (g.node_id, g.admin_port, g.envoy.pid or 0)
+                            for g in self.gateways.values()
+                        },
+                    ),
+                )
 
     def remove_state_file(self) -> None:
-        for name in ("up.json", "pids"):
+        for name in ("up.json", "pids", "processes.json"):
             with contextlib.suppress(FileNotFoundError):
                 (self.options.state_dir / name).unlink()
 
@@ -718,11 +907,7 @@ class LocalMesh:
         for name in sorted(self.runners):
             runner = self.runners[name]
             entry = runner.describe()
-            proxy = control.book.summary(name)
-            for t in proxy["types"].values():  # type: ignore[attr-defined]
-                if "rejected_resources" in t:
-                    t["user_resources"] = control.nack_origins(t["rejected_resources"])
-            entry["proxy"] = proxy
+            entry["proxy"] = control.proxy_summary(name)
             entry["access_log"] = self.access_health.describe(name)
             instances.append(entry)
         state = control.state
@@ -758,7 +943,7 @@ class LocalMesh:
                             else ()
                         )
                     ],
-                    "proxy": control.book.summary(g.node_id),
+                    "proxy": control.proxy_summary(g.node_id),
                     "access_log": self.access_health.describe(g.node_id),
                 }
                 for g in self.gateways.values()

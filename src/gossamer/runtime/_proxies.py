@@ -23,7 +23,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gossamer.model import MeshConfig, ParentKind
 from gossamer.runtime._controlplane import ControlPlane
 from gossamer.runtime._local import LocalMesh
 from gossamer.translate import PUSH_ORDER, SHORT_NAMES
@@ -98,19 +97,6 @@ async def fetch_config_dump(
     return data
 
 
-def gateway_origins(config: MeshConfig, gateway: str) -> list[str]:
-    """A gateway and the routes attached to it: what a gateway's NACK maps back to (its
-    resource names name the gateway, not a service)."""
-    found = [
-        str(r.origin)
-        for r in config.routes
-        if r.origin
-        and any(p.kind is ParentKind.GATEWAY and p.service == gateway for p in r.parents)
-    ]
-    found += [str(g.origin) for g in config.gateways if g.name == gateway and g.origin]
-    return sorted(set(found))
-
-
 def proxy_entry(
     control: ControlPlane,
     node: str,
@@ -121,7 +107,7 @@ def proxy_entry(
     gateway: str = "",
 ) -> dict[str, Any]:
     """One proxy's row of ``proxy_statuses``."""
-    summary = control.book.summary(node)
+    summary = control.proxy_summary(node)
     snapshot = control.cache.get(node)
     counts = {SHORT_NAMES[t]: len(snapshot.of(t)) if snapshot else 0 for t in PUSH_ORDER}
     types: dict[str, dict[str, Any]] = summary["types"]  # type: ignore[assignment]
@@ -131,11 +117,6 @@ def proxy_entry(
             # Envoy asks for a type only when something refers to it (EDS, say, once a
             # cluster uses it): with none of that type there is nothing to sync.
             t["state"] = NOT_SENT
-        if "rejected_resources" in t:
-            origins = control.nack_origins(t["rejected_resources"])
-            if not origins and gateway and control.state is not None:
-                origins = gateway_origins(control.state.config, gateway)
-            t["user_resources"] = origins
     return {
         "node": node,
         "kind": kind,
@@ -158,6 +139,10 @@ def proxy_statuses(mesh: LocalMesh) -> list[dict[str, Any]]:
         for name, r in sorted(mesh.runners.items())
     ]
     out += [
+        proxy_entry(mesh.control, name, "sidecar", i.admin_port, workload=i.workload)
+        for name, i in sorted(mesh.joined().items())
+    ]
+    out += [
         proxy_entry(mesh.control, g.node_id, "gateway", g.admin_port, gateway=g.name)
         for g in sorted(mesh.gateways.values(), key=lambda g: g.node_id)
     ]
@@ -166,7 +151,7 @@ def proxy_statuses(mesh: LocalMesh) -> list[dict[str, Any]]:
 
 def proxy_kinds(mesh: LocalMesh) -> dict[str, str]:
     """Every running proxy's node id and kind (``sidecar`` or ``gateway``)."""
-    kinds = dict.fromkeys(mesh.runners, "sidecar")
+    kinds = dict.fromkeys([*mesh.runners, *mesh.joined()], "sidecar")
     kinds.update(dict.fromkeys((g.node_id for g in mesh.gateways.values()), "gateway"))
     return kinds
 

@@ -152,6 +152,7 @@ async def _refresh_pids(mesh: LocalMesh) -> None:
     """Once a second: the pid file, and access log rotation."""
     while True:
         mesh.write_pids()
+        await mesh.prune_attached()
         try:
             for node in await mesh.rotate_access_logs():
                 log.info("rotated the access log of %s", node)

@@ -37,7 +37,20 @@ def bootstrap(
                 "api_type": "DELTA_GRPC" if api == "delta" else "GRPC",
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": True,
-                "grpc_services": [{"envoy_grpc": {"cluster_name": names.XDS_CLUSTER}}],
+                "grpc_services": [
+                    {
+                        "envoy_grpc": {
+                            "cluster_name": names.XDS_CLUSTER,
+                            # Reconnect within 2 s of a control plane coming back.
+                            "retry_policy": {
+                                "retry_back_off": {
+                                    "base_interval": "0.25s",
+                                    "max_interval": "2s",
+                                }
+                            },
+                        }
+                    }
+                ],
             },
             "cds_config": ads,
             "lds_config": ads,

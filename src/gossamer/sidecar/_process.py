@@ -25,6 +25,33 @@ class StartError(RuntimeError):
     """The command could not be executed at all (missing file, no permission)."""
 
 
+class _Adopted:
+    """A process we did not start (left running by an earlier ``up`` that was killed):
+    no exit status to wait for, so it is polled."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    async def wait(self) -> int:
+        # Gone, or a zombie (an empty command line) its new parent has yet to reap.
+        while self.returncode is None:
+            if process_argv(self.pid) is None:
+                self.returncode = -1  # its real status went to its new parent
+                break
+            await asyncio.sleep(0.2)
+        return self.returncode
+
+
+def process_argv(pid: int) -> list[str] | None:
+    """The command line of a running process, or None if there is none."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.decode(errors="replace").rstrip("\0").split("\0") if raw else None
+
+
 class ManagedProcess:
     def __init__(
         self,
@@ -49,7 +76,7 @@ class ManagedProcess:
         self.restarts = 0
         self.last_exit: int | None = None
         self.last_error = ""
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: asyncio.subprocess.Process | _Adopted | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._started_at = 0.0
@@ -87,6 +114,17 @@ class ManagedProcess:
         self._stopping = False
         self._proc = await self._spawn()
         self._task = asyncio.create_task(self._supervise(), name=f"supervise {self.name}")
+
+    def adopt(self, pid: int) -> bool:
+        """Supervise ``pid``, running our command since an earlier ``up``, as if we had
+        started it. False (and nothing changes) if no such process runs our command."""
+        if process_argv(pid) != self.argv:
+            return False
+        self._stopping = False
+        self._proc = _Adopted(pid)
+        self._started_at = time.monotonic()
+        self._task = asyncio.create_task(self._supervise(), name=f"supervise {self.name}")
+        return True
 
     async def _supervise(self) -> None:
         backoff = BACKOFF_START_S
@@ -136,7 +174,7 @@ class ManagedProcess:
         return proc.returncode if proc is not None else None
 
     @staticmethod
-    def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    def _signal(proc: asyncio.subprocess.Process | _Adopted, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
             # The child leads its own session; signal the whole group so that a shell
             # wrapper's children go too.

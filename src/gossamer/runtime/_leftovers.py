@@ -1,0 +1,104 @@
+"""What a running ``up`` leaves behind if it is killed: its instances keep running (each in
+a session of its own) and keep serving with their sidecars' last config. ``up`` writes
+where they run every second (``processes.json`` in the state directory); a restarted
+``up`` reads it to take them over instead of starting them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gossamer.model import Instance
+
+FILE = "processes.json"
+
+
+@dataclass(slots=True)
+class Leftovers:
+    pid: int
+    """The ``up`` process that wrote this."""
+    revision: int
+    instances: dict[str, Instance]
+    pids: dict[str, tuple[int, int]]
+    """Instance name -> (Envoy pid, app pid)."""
+    not_serving: list[str]
+    gateways: dict[str, tuple[str, int, int]]
+    """Gateway name -> (node id, admin port, Envoy pid)."""
+    taken: set[int] = field(default_factory=set)
+
+    def take_instance(self, instance: Instance) -> tuple[int, int] | None:
+        """The (Envoy, app) pids to take over for ``instance``, if it runs where it is
+        placed now."""
+        if self.instances.get(instance.name) != instance or instance.name not in self.pids:
+            return None
+        envoy, app = self.pids[instance.name]
+        self.taken |= {envoy, app}
+        return envoy, app
+
+    def take_gateway(self, name: str, node_id: str) -> int | None:
+        found = self.gateways.get(name)
+        if found is None or found[0] != node_id or not found[2]:
+            return None
+        self.taken.add(found[2])
+        return found[2]
+
+    def unadopted(self, state_dir: Path) -> list[int]:
+        """Pids not taken over that still run one of our instances' processes (a pid
+        the system has given to something else since is left alone)."""
+        every = [(p, name) for name, pair in self.pids.items() for p in pair]
+        every += [(pid, node) for node, _port, pid in self.gateways.values() if pid]
+        return [p for p, name in every if p not in self.taken and _ours(p, name, state_dir)]
+
+
+def _ours(pid: int, name: str, state_dir: Path) -> bool:
+    """Whether ``pid`` is an Envoy reading its bootstrap from ``state_dir`` or an app
+    started for instance ``name``."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return str(state_dir).encode() in cmdline or f"GOSSAMER_INSTANCE={name}".encode() in environ
+
+
+def write_leftovers(state_dir: Path, leftovers: Leftovers) -> None:
+    data = dataclasses.asdict(leftovers)
+    data.pop("taken")
+    tmp = state_dir / f"{FILE}.tmp"
+    tmp.write_text(json.dumps(data))
+    tmp.replace(state_dir / FILE)  # atomic: a reader sees the old file or the new one
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_leftovers(state_dir: Path) -> Leftovers | None:
+    """What the last ``up`` here left running, if it died without stopping it."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        data = json.loads((state_dir / FILE).read_text())
+        if _alive(int(data["pid"])) and int(data["pid"]) != os.getpid():
+            return None  # it is still running (the ports check refuses a second `up`)
+        return Leftovers(
+            pid=int(data["pid"]),
+            revision=int(data["revision"]),
+            instances={n: Instance.from_dict(i) for n, i in data["instances"].items()},
+            pids={n: (int(e), int(a)) for n, (e, a) in data["pids"].items()},
+            not_serving=[str(n) for n in data["not_serving"]],
+            gateways={
+                n: (str(node), int(port), int(pid))
+                for n, (node, port, pid) in data["gateways"].items()
+            },
+        )
+    return None
