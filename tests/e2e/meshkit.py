@@ -95,6 +95,8 @@ class Mesh:
     state_dir: Path
     log: Path
     pids_seen: set[int] = field(default_factory=set)
+    argv: list[str] = field(default_factory=list)
+    """The `gossamer up` command line, for ``restart``."""
 
     @property
     def config(self) -> Path:
@@ -105,6 +107,7 @@ class Mesh:
             data: dict[str, Any] = json.loads(r.read())
         for inst in data["instances"]:
             self.pids_seen.update(p for p in (inst["envoy_pid"], inst["app_pid"]) if p)
+        self.pids_seen.update(g["envoy_pid"] for g in data.get("gateways", []) if g["envoy_pid"])
         return data
 
     def instance(self, name: str) -> dict[str, Any]:
@@ -140,6 +143,18 @@ class Mesh:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
+
+    def restart(self) -> None:
+        """Start `gossamer up` again with the same arguments, ports and state directory,
+        once the last one has exited (or was killed); returns when it runs again."""
+        if self.proc.poll() is None:
+            raise AssertionError("gossamer up is still running")
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=self.dir
+            )
+        _wait_started(self, offset)
 
 
 def get_via(
@@ -180,39 +195,42 @@ def start_mesh(tmp_path: Path, text: str, *extra: str) -> Mesh:
     _next_first_port[0] += 200
     log = tmp_path / "up.log"
     state_dir = tmp_path / "state"
+    argv = [
+        sys.executable,
+        "-m",
+        "gossamer",
+        "up",
+        str(tmp_path / "mesh.yaml"),
+        "--state-dir",
+        str(state_dir),
+        "--api-port",
+        str(api_port),
+        "--xds-port",
+        str(xds_port),
+        "--first-port",
+        str(first),
+        *extra,
+    ]
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gossamer",
-                "up",
-                str(tmp_path / "mesh.yaml"),
-                "--state-dir",
-                str(state_dir),
-                "--api-port",
-                str(api_port),
-                "--xds-port",
-                str(xds_port),
-                "--first-port",
-                str(first),
-                *extra,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=tmp_path,
-        )
-    mesh = Mesh(tmp_path, proc, f"http://127.0.0.1:{api_port}", state_dir, log)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    mesh = Mesh(tmp_path, proc, f"http://127.0.0.1:{api_port}", state_dir, log, argv=argv)
+    _wait_started(mesh, 0)
+    return mesh
+
+
+def _wait_started(mesh: Mesh, log_offset: int) -> None:
+    """Until `up` logs that it runs (after ``log_offset`` in its log)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gossamer up exited {proc.returncode}:\n{mesh.output()}")
-        if "running; watching" in mesh.output():
-            mesh.status()
-            return mesh
+        if mesh.proc.poll() is not None:
+            raise AssertionError(f"gossamer up exited {mesh.proc.returncode}:\n{mesh.output()}")
+        with mesh.log.open("rb") as f:
+            f.seek(log_offset)
+            if b"running; watching" in f.read():
+                mesh.status()
+                return
         time.sleep(0.1)
-    proc.kill()
+    mesh.proc.kill()
     raise AssertionError(f"gossamer up did not start in 60s:\n{mesh.output()}")
 
 
