@@ -589,3 +589,69 @@ def _restart(mesh: Mesh, running_at: list[float], error: list[BaseException]) ->
 CONVERGENCE_BOUND_S = 10.0
 """From starting `up` again to every proxy in sync: its own start plus the sidecars' xDS
 reconnect backoff (at most 2 s)."""
+
+
+# -- f. two control planes, one killed -----------------------------------------------------
+
+
+def replica_proxies(api_port: int) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{api_port}/api/v1/proxies"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        data: dict[str, Any] = json.loads(r.read())
+    return list(data["proxies"])
+
+
+def all_on_replica(api_port: int, nodes: set[str]) -> bool:
+    """Whether every proxy in ``nodes`` is connected to the standby and in sync with it."""
+    try:
+        found = {p["node"]: p for p in replica_proxies(api_port)}
+    except OSError:
+        return False
+    return all(n in found and found[n]["connected"] and found[n]["synced"] for n in nodes)
+
+
+def replica_pid(mesh: Mesh) -> int:
+    return int(json.loads((mesh.state_dir / "processes.json").read_text())["replica_pid"])
+
+
+def test_two_control_planes_one_killed_fails_no_request(mesh_factory: Any, record: Record) -> None:
+    """`up --replica-xds-port`: kill -9 the standby (up restarts it), then kill -9 `up`
+    (sidecars fail over to the standby, which serves the same snapshots), then start `up`
+    again (they come back to it). No request may fail."""
+    xds, api = free_port(), free_port()
+    mesh = mesh_factory(mesh_text(), "--replica-xds-port", str(xds), "--replica-api-port", str(api))
+    nodes = {i["name"] for i in mesh.status()["instances"]}
+    standby = wait_until(lambda: replica_pid(mesh), 10, "the standby's pid")
+    with start_load(mesh, "two-control-planes") as load:
+        time.sleep(1.0)
+        os.kill(standby, signal.SIGKILL)
+        respawned = wait_until(
+            lambda: (pid := replica_pid(mesh)) != standby and pid, 15, "a new standby"
+        )
+        time.sleep(1.0)
+        killed_at = time.monotonic()
+        mesh.proc.kill()
+        mesh.proc.wait()
+        wait_until(lambda: all_on_replica(api, nodes), 15, "every proxy on the standby")
+        failover_s = time.monotonic() - killed_at
+        time.sleep(1.0)  # serving from the standby alone
+        restarted_at = time.monotonic()
+        mesh.restart()
+        wait_until(lambda: all_synced(mesh, nodes), 20, "every proxy back on `up`")
+        handback_s = time.monotonic() - restarted_at
+        time.sleep(1.0)
+    report = finish(load, mesh)
+    report.durations.update({"failover": round(failover_s, 3), "back_on_up": round(handback_s, 3)})
+    report.details.update(
+        {
+            "standby_pids": [standby, respawned],
+            "standby_taken_over_by_restarted_up": replica_pid(mesh) == respawned,
+            "failures_by_flags": dict(Counter(report_key(load, o) for o in load.failed())),
+        }
+    )
+    problems = []
+    if report.failed:
+        problems.append(f"{report.failed} failed requests: {report.details['failures_by_flags']}")
+    if replica_pid(mesh) != respawned:
+        problems.append("the restarted `up` did not take over the running standby")
+    conclude(record, report, problems)

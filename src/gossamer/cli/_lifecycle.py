@@ -17,7 +17,7 @@ from pathlib import Path
 from gossamer.api import parse_duration_ms
 from gossamer.cli._client import NotRunning, api_base, call
 from gossamer.model import Problem
-from gossamer.runtime import LocalOptions, instance_table, run_up
+from gossamer.runtime import LocalOptions, ReplicaOptions, instance_table, run_replica, run_up
 
 
 def up(args: argparse.Namespace) -> int:
@@ -37,8 +37,25 @@ def up(args: argparse.Namespace) -> int:
         first_port=args.first_port,
         config_timeout_s=args.config_timeout,
         telemetry_interval_s=args.telemetry_interval,
+        replica_xds_port=args.replica_xds_port,
+        replica_api_port=args.replica_api_port,
     )
     return asyncio.run(run_up(options))
+
+
+def replica(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    options = ReplicaOptions(
+        state_dir=Path(args.state_dir).resolve(),
+        xds_port=args.xds_port,
+        api_port=args.api_port,
+        primary_xds_port=args.primary_xds_port,
+    )
+    return asyncio.run(run_replica(options))
 
 
 def status(args: argparse.Namespace) -> int:

@@ -101,6 +101,7 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
         xds_host="127.0.0.1",
         xds_port=int(joined["xds"]["port"]),
         xds_api=joined["xds"]["api"],
+        xds_replica_port=int(joined["xds"].get("replica_port") or 0),
         wait_synced=wait_synced,
         set_serving=set_serving,
         leave=leave,

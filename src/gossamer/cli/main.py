@@ -44,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--telemetry-interval", type=float, default=5.0, help="seconds between stats scrapes (5)"
     )
+    up.add_argument(
+        "--replica-xds-port",
+        type=int,
+        default=0,
+        help="also run a standby control plane with xDS on this port; sidecars fail over to it",
+    )
+    up.add_argument(
+        "--replica-api-port",
+        type=int,
+        default=0,
+        help="the standby's status API port (default: its xDS port + 1)",
+    )
     up.add_argument("-v", "--verbose", action="store_true")
     up.set_defaults(func=_lifecycle.up)
 
@@ -65,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     with_target(run)
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     run.set_defaults(func=_run.run)
+
+    replica = sub.add_parser(
+        "replica",
+        help="a standby control plane for the mesh `up` runs in STATE_DIR (up starts it)",
+    )
+    replica.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    replica.add_argument("--xds-port", type=int, required=True)
+    replica.add_argument("--api-port", type=int, required=True)
+    replica.add_argument("--primary-xds-port", type=int, default=15010)
+    replica.set_defaults(func=_lifecycle.replica)
 
     status = sub.add_parser("status", help="instances, proxies and the last rejected change")
     with_target(status)

@@ -29,6 +29,8 @@ class Leftovers:
     not_serving: list[str]
     gateways: dict[str, tuple[str, int, int]]
     """Gateway name -> (node id, admin port, Envoy pid)."""
+    replica_pid: int = 0
+    """The standby control plane (``up --replica-xds-port``), if one runs."""
     taken: set[int] = field(default_factory=set)
 
     def take_instance(self, instance: Instance) -> tuple[int, int] | None:
@@ -86,10 +88,16 @@ def _alive(pid: int) -> bool:
 
 def read_leftovers(state_dir: Path) -> Leftovers | None:
     """What the last ``up`` here left running, if it died without stopping it."""
+    found = read_processes(state_dir)
+    if found is None or (_alive(found.pid) and found.pid != os.getpid()):
+        return None  # none, or it is still running (the ports check refuses a second `up`)
+    return found
+
+
+def read_processes(state_dir: Path) -> Leftovers | None:
+    """The last record ``up`` wrote here, whether or not it still runs."""
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         data = json.loads((state_dir / FILE).read_text())
-        if _alive(int(data["pid"])) and int(data["pid"]) != os.getpid():
-            return None  # it is still running (the ports check refuses a second `up`)
         return Leftovers(
             pid=int(data["pid"]),
             revision=int(data["revision"]),
@@ -100,5 +108,6 @@ def read_leftovers(state_dir: Path) -> Leftovers | None:
                 n: (str(node), int(port), int(pid))
                 for n, (node, port, pid) in data["gateways"].items()
             },
+            replica_pid=int(data.get("replica_pid", 0)),
         )
     return None

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,14 @@ from gossamer.runtime._controlplane import ControlPlane, Proposal
 from gossamer.runtime._leftovers import Leftovers, read_leftovers, write_leftovers
 from gossamer.runtime._ports import PortAllocator, port_free
 from gossamer.runtime._store import ConfigStore, Conflict, digest
-from gossamer.sidecar import GatewayRunner, InstanceRunner, StartError, XdsApi, app_path
+from gossamer.sidecar import (
+    GatewayRunner,
+    InstanceRunner,
+    ManagedProcess,
+    StartError,
+    XdsApi,
+    app_path,
+)
 from gossamer.sources import load_sources, watch
 from gossamer.telemetry import (
     PrometheusError,
@@ -71,6 +79,9 @@ class LocalOptions:
     watch: bool = True
     first_port: int = 20000
     telemetry_interval_s: float = 5.0
+    replica_xds_port: int = 0
+    """A standby control plane's xDS port (``gossamer replica``); 0: none."""
+    replica_api_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -211,6 +222,8 @@ class LocalMesh:
         self._attached_seq = 0
         self._heartbeats: dict[str, float] = {}
         """When each ``gossamer run`` instance last called in."""
+        self.replica: ManagedProcess | None = None
+        """The standby control plane this ``up`` runs (``--replica-xds-port``)."""
         self._leftovers: Leftovers | None = None
         """What a killed ``up`` left running, while this one starts and takes it over."""
         self._rounds = 0
@@ -275,6 +288,7 @@ class LocalMesh:
         proposal = self.control.propose(sources)
         if not isinstance(proposal, Proposal):
             raise StartupFailed(proposal)
+        await self._start_replica()
         head = self.config_store.head()
         if head is not None and resume is None:
             elsewhere = sorted(s.name for s in head.sources if not self._under_path(s))
@@ -312,6 +326,42 @@ class LocalMesh:
             log.warning("not every proxy applied the latest config yet; see `gossamer status`")
         if resume is not None:
             await self.reload()  # edits made under PATH while no `up` ran
+
+    async def _start_replica(self) -> None:
+        """The standby control plane, in a session of its own: it outlives this process."""
+        o = self.options
+        if not o.replica_xds_port:
+            return
+        argv = [
+            sys.executable,
+            "-m",
+            "gossamer",
+            "replica",
+            "--state-dir",
+            str(o.state_dir.resolve()),
+            "--xds-port",
+            str(o.replica_xds_port),
+            "--api-port",
+            str(o.replica_api_port or o.replica_xds_port + 1),
+            "--primary-xds-port",
+            str(o.xds_port),
+        ]
+        self.replica = ManagedProcess(
+            "replica", argv, env=os.environ, cwd=".", log_path=o.state_dir / "logs" / "replica.log"
+        )
+        pid = self._leftovers.replica_pid if self._leftovers else 0
+        if pid and self.replica.adopt(pid):
+            log.info("took over the running standby control plane (pid %d)", pid)
+            return
+        if not port_free(o.replica_xds_port, o.host):
+            log.warning(
+                "port %d is in use, and not by a standby this `up` can take over; running "
+                "without one",
+                o.replica_xds_port,
+            )
+            self.replica = None
+            return
+        await self.replica.start()
 
     def _stop_leftovers(self) -> None:
         """Kill what the killed ``up`` left running that this one did not take over."""
@@ -517,6 +567,7 @@ class LocalMesh:
                 xds_host=self.options.host,
                 xds_port=self.options.xds_port,
                 xds_api=self.options.xds_api,
+                xds_replica_port=self.options.replica_xds_port,
                 wait_synced=self.control.wait_synced,
                 config_timeout_s=self.options.config_timeout_s,
                 base_env={**os.environ, **self.options.extra_env},
@@ -556,6 +607,7 @@ class LocalMesh:
             xds_host=self.options.host,
             xds_port=self.options.xds_port,
             xds_api=self.options.xds_api,
+            xds_replica_port=self.options.replica_xds_port,
             wait_synced=self.control.wait_synced,
             set_serving=self._set_serving,
             leave=self.leave,
@@ -624,7 +676,11 @@ class LocalMesh:
                     "drain_timeout_ms": found.drain_timeout_ms,
                     "grace_period_ms": found.grace_period_ms,
                 },
-                "xds": {"port": self.options.xds_port, "api": self.options.xds_api},
+                "xds": {
+                    "port": self.options.xds_port,
+                    "api": self.options.xds_api,
+                    "replica_port": self.options.replica_xds_port,
+                },
                 "state_dir": str(self.options.state_dir.resolve()),
             }
 
@@ -698,6 +754,8 @@ class LocalMesh:
             *(r.stop(drain=False) for r in runners),
             return_exceptions=True,
         )
+        if self.replica is not None:
+            await self.replica.stop(2.0)
         self.store.close()
         self.config_store.close()
 
@@ -875,6 +933,7 @@ class LocalMesh:
                             g.name: (g.node_id, g.admin_port, g.envoy.pid or 0)
                             for g in self.gateways.values()
                         },
+                        replica_pid=(self.replica.pid or 0) if self.replica else 0,
                     ),
                 )
 

@@ -20,8 +20,12 @@ def bootstrap(
     zone: str = "",
     api: XdsApi = "sotw",
     max_downstream_connections: int = 10_000,
+    replica_port: int = 0,
 ) -> dict[str, Any]:
-    """``max_downstream_connections`` must fit the process's file-descriptor limit: Envoy
+    """With ``replica_port``, xDS goes to a standby control plane while the primary's
+    port does not answer (priority failover on a TCP health check every second).
+
+    ``max_downstream_connections`` must fit the process's file-descriptor limit: Envoy
     does not raise RLIMIT_NOFILE, and at the limit every request fails."""
     node: dict[str, Any] = {"id": node_id, "cluster": cluster}
     if zone:
@@ -96,22 +100,44 @@ def bootstrap(
                         "cluster_name": names.XDS_CLUSTER,
                         "endpoints": [
                             {
+                                "priority": priority,
                                 "lb_endpoints": [
                                     {
                                         "endpoint": {
                                             "address": {
                                                 "socket_address": {
                                                     "address": xds_host,
-                                                    "port_value": xds_port,
+                                                    "port_value": port,
                                                 }
                                             }
                                         }
                                     }
-                                ]
+                                ],
                             }
+                            for priority, port in enumerate(
+                                [xds_port, *([replica_port] if replica_port else [])]
+                            )
                         ],
                     },
+                    **(_failover() if replica_port else {}),
                 }
             ]
         },
+    }
+
+
+def _failover() -> dict[str, Any]:
+    """Health checks that move the xDS stream to the standby within about a second."""
+    return {
+        "health_checks": [
+            {
+                "timeout": "0.5s",
+                "interval": "1s",
+                "no_traffic_interval": "1s",
+                "unhealthy_threshold": 1,
+                "healthy_threshold": 1,
+                "tcp_health_check": {},
+            }
+        ],
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
     }
