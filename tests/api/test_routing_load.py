@@ -122,6 +122,29 @@ def test_extension_refs_resolve_and_unknown_ones_are_errors() -> None:
     assert problem.hint == "did you mean `chaos`?"
 
 
+BIG_ALTERNATION = "|".join(
+    [
+        "orders",
+        "items",
+        "carts",
+        "users",
+        "payments",
+        "shipping",
+        "returns",
+        "reviews",
+        "search",
+        "catalog",
+        "inventory",
+        "pricing",
+        "coupons",
+        "wishlist",
+        "accounts",
+        "sessions",
+        "tokens",
+    ]
+)
+
+
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
@@ -131,6 +154,14 @@ def test_extension_refs_resolve_and_unknown_ones_are_errors() -> None:
               backendRefs: [{name: api, port: 80}]
             """,
             "not a valid RE2 regular expression",
+        ),
+        (
+            # Valid RE2, but over Envoy's program size limit: Envoy would NACK it.
+            f"""
+            - matches: [{{path: {{type: RegularExpression, value: "/({BIG_ALTERNATION})/x"}}}}]
+              backendRefs: [{{name: api, port: 80}}]
+            """,
+            "too complex for Envoy: its RE2 program size is",
         ),
         (
             """

@@ -51,17 +51,28 @@ Hostname = Annotated[str, Field(pattern=HOSTNAME, max_length=253)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 
 
+ENVOY_MAX_REGEX_PROGRAM_SIZE = 100
+"""Envoy refuses (NACKs) a regex whose RE2 program is larger than this (its default
+``re2.max_program_size.error_level``)."""
+
+
 def check_regex(value: str) -> str:
     """Envoy matches with RE2; Python's ``re`` accepts things RE2 does not (lookaround,
-    backreferences), so we check with RE2 itself."""
+    backreferences), so we check with RE2 itself, and against Envoy's size limit."""
     try:
-        re2.compile(value, options=_RE2_OPTIONS)
+        size = re2.compile(value, options=_RE2_OPTIONS).programsize
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
         raise ValueError(
             f"`{value}` is not a valid RE2 regular expression: {reason} (RE2 has no "
             "lookaround or backreferences)"
         ) from None
+    if size > ENVOY_MAX_REGEX_PROGRAM_SIZE:
+        raise ValueError(
+            f"`{value}` is too complex for Envoy: its RE2 program size is {size}, over "
+            f"Envoy's limit of {ENVOY_MAX_REGEX_PROGRAM_SIZE}; use fewer alternatives, or "
+            "split it into several matches or rules"
+        )
     return value
 
 
