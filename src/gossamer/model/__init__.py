@@ -51,6 +51,7 @@ from gossamer.model._routing import (
     PathMatchType,
     PathModifier,
     PathModifierType,
+    Precedence,
     QueryParamMatch,
     Redirect,
     Retry,
@@ -60,6 +61,7 @@ from gossamer.model._routing import (
     RouteRule,
     Timeouts,
     ValueMatchType,
+    precedence,
 )
 from gossamer.model._validate import FORCEABLE, analyze, forced, validate
 
@@ -99,6 +101,7 @@ __all__ = [
     "PathModifierType",
     "PolicyTargetKind",
     "Port",
+    "Precedence",
     "Problem",
     "Protocol",
     "QueryParamMatch",
@@ -125,6 +128,7 @@ __all__ = [
     "instance_name",
     "place",
     "place_gateways",
+    "precedence",
     "sequential_ports",
     "validate",
 ]

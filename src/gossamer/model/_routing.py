@@ -64,6 +64,29 @@ class RouteMatch:
     method: str | None = None
 
 
+Precedence = tuple[int, int, int, int, int, str, int]
+
+
+def precedence(match: RouteMatch, route: str, rule: int) -> Precedence:
+    """The order matches are tried in (lowest first), for translation and analysis alike:
+    exact paths, then regular expressions, then prefixes (the Gateway API leaves regex
+    precedence to implementations; Envoy Gateway also puts it before prefixes, so a ``/``
+    catch-all never hides it); longer values first; then a method, most headers, most
+    query params; ties go to the route name (creation time is not known locally), then
+    rule order."""
+    path = match.path
+    kind = {PathMatchType.EXACT: 0, PathMatchType.REGULAR_EXPRESSION: 1}.get(path.type, 2)
+    return (
+        kind,
+        -len(path.value),
+        0 if match.method else 1,
+        -len(match.headers),
+        -len(match.query_params),
+        route,
+        rule,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BackendRef:
     service: str

@@ -20,11 +20,13 @@ from gossamer.model import (
     PathMatchType,
     PathModifier,
     PathModifierType,
+    Precedence,
     Redirect,
     Retry,
     RouteMatch,
     RouteRule,
     ValueMatchType,
+    precedence,
 )
 from gossamer.translate import names
 
@@ -57,23 +59,9 @@ class Candidate:
     rule: RouteRule
     match: RouteMatch
 
-    def key(self) -> tuple[int, int, int, int, int, str, int]:
-        """Exact paths first, then regular expressions, then prefixes (the Gateway API
-        leaves regex precedence to implementations; Envoy Gateway also puts it before
-        prefixes, so a ``/`` catch-all never hides it); longer values first; then a
-        method, most headers, most query params; ties go to the route name (creation time
-        is not known locally), then rule order."""
-        path = self.match.path
-        kind = {PathMatchType.EXACT: 0, PathMatchType.REGULAR_EXPRESSION: 1}.get(path.type, 2)
-        return (
-            kind,
-            -len(path.value),
-            0 if self.match.method else 1,
-            -len(self.match.headers),
-            -len(self.match.query_params),
-            self.route.name,
-            self.rule_index,
-        )
+    def key(self) -> Precedence:
+        """The order Envoy tries candidates in (``gossamer.model.precedence``)."""
+        return precedence(self.match, self.route.name, self.rule_index)
 
 
 def candidates(

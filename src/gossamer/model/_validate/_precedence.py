@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from gossamer.model._mesh import MeshConfig, Service
 from gossamer.model._problems import Problem, Severity
-from gossamer.model._routing import HTTPRoute, ParentKind, PathMatch, PathMatchType, RouteMatch
+from gossamer.model._routing import (
+    HTTPRoute,
+    ParentKind,
+    PathMatch,
+    PathMatchType,
+    Precedence,
+    RouteMatch,
+    precedence,
+)
 from gossamer.model._validate._common import (
     REGEX_SPECIAL,
     attaches,
@@ -62,21 +70,9 @@ class _Candidate:
     index: int
     match: RouteMatch
 
-    def precedence(self) -> tuple[int, int, int, int, int, str, int]:
-        """The order Envoy tries candidates in; the same as the translation's
-        ``Candidate.key``: exact, then regular expressions, then prefixes; longer values,
-        a method, more headers, more query parameters; then route name and rule order."""
-        path = self.match.path
-        kind = {PathMatchType.EXACT: 0, PathMatchType.REGULAR_EXPRESSION: 1}.get(path.type, 2)
-        return (
-            kind,
-            -len(path.value),
-            0 if self.match.method else 1,
-            -len(self.match.headers),
-            -len(self.match.query_params),
-            self.route.name,
-            self.rule,
-        )
+    def precedence(self) -> Precedence:
+        """The order Envoy tries candidates in: the same as the translation's."""
+        return precedence(self.match, self.route.name, self.rule)
 
     def where(self, other: HTTPRoute) -> str:
         """This candidate's rule, as seen from a finding on ``other``."""
