@@ -799,7 +799,11 @@ def test_canary_rule_needs_the_header_and_a_whole_path_segment(canary_routes: Js
         assert result.route == "orders-split/rule-0", request
         assert result.clusters == (("outbound|80||orders-v1", 90), ("outbound|80||orders-v2", 10))
         assert result.timeout == "5s"
-        assert result.retry_policy == {"num_retries": 0, "per_try_timeout": "2s"}
+        assert result.retry_policy == {
+            "retry_on": "connect-failure,refused-stream",
+            "num_retries": 2,
+            "per_try_timeout": "2s",
+        }
 
 
 def test_canary_exact_path_goes_to_v1_only(canary_routes: Json) -> None:

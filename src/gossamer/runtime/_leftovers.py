@@ -10,10 +10,12 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gossamer.model import Instance
+from gossamer.sidecar import process_argv, process_environ
 
 FILE = "processes.json"
 
@@ -49,6 +51,18 @@ class Leftovers:
         self.taken.add(found[2])
         return found[2]
 
+    def release(self, name: str, state_dir: Path) -> list[int]:
+        """Kill what instance ``name`` left running, when it cannot be taken over, so its
+        replacement finds its ports free; the pids killed."""
+        killed = []
+        for pid in self.pids.get(name, ()):
+            if pid not in self.taken and _ours(pid, name, state_dir):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                    killed.append(pid)
+                self.taken.add(pid)
+        return killed
+
     def unadopted(self, state_dir: Path) -> list[int]:
         """Pids not taken over that still run one of our instances' processes (a pid
         the system has given to something else since is left alone)."""
@@ -60,12 +74,12 @@ class Leftovers:
 def _ours(pid: int, name: str, state_dir: Path) -> bool:
     """Whether ``pid`` is an Envoy reading its bootstrap from ``state_dir`` or an app
     started for instance ``name``."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
+    argv = process_argv(pid)
+    if argv is None:
         return False
-    return str(state_dir).encode() in cmdline or f"GOSSAMER_INSTANCE={name}".encode() in environ
+    return any(str(state_dir) in a for a in argv) or (
+        f"GOSSAMER_INSTANCE={name}" in process_environ(pid)
+    )
 
 
 def write_leftovers(state_dir: Path, leftovers: Leftovers) -> None:

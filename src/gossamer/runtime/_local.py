@@ -47,6 +47,7 @@ from gossamer.sidecar import (
     StartError,
     XdsApi,
     app_path,
+    process_argv,
 )
 from gossamer.sources import load_sources, watch
 from gossamer.telemetry import (
@@ -363,6 +364,18 @@ class LocalMesh:
             return
         await self.replica.start()
 
+    async def _release(self, name: str) -> None:
+        """What ``name`` left running and could not be taken over goes, ports and all,
+        before its replacement starts."""
+        assert self._leftovers is not None
+        killed = self._leftovers.release(name, self.options.state_dir)
+        for _ in range(100):  # at most 5 s
+            if not any(process_argv(pid) for pid in killed):
+                break
+            await asyncio.sleep(0.05)
+        if killed:
+            log.warning("%s: stopped the processes the last `up` left (%s)", name, killed)
+
     def _stop_leftovers(self) -> None:
         """Kill what the killed ``up`` left running that this one did not take over."""
         leftovers, self._leftovers = self._leftovers, None
@@ -619,6 +632,8 @@ class LocalMesh:
         if left is not None and await runner.adopt(*left):
             log.info("%s: took over its running sidecar and app", instance.name)
             return None
+        if self._leftovers is not None:
+            await self._release(instance.name)
         try:
             await runner.start()
         except (StartError, RuntimeError) as exc:

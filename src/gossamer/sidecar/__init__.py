@@ -11,7 +11,7 @@ from gossamer.sidecar._instance import (
     app_path,
     raise_fd_limit,
 )
-from gossamer.sidecar._process import ManagedProcess, StartError
+from gossamer.sidecar._process import ManagedProcess, StartError, process_argv, process_environ
 
 __all__ = [
     "AppNotReady",
@@ -27,5 +27,7 @@ __all__ = [
     "bootstrap",
     "envoy_command",
     "envoy_path",
+    "process_argv",
+    "process_environ",
     "raise_fd_limit",
 ]

@@ -226,7 +226,7 @@ class InstanceRunner:
         nothing left running) unless both still run our commands."""
         if not self.envoy.adopt(envoy_pid):
             return False
-        if not self.app.adopt(app_pid):
+        if not self.app.adopt(app_pid, env_marker=f"GOSSAMER_INSTANCE={self.instance.name}"):
             await self.envoy.stop(2.0)
             return False
         self.state = "running"

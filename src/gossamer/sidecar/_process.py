@@ -25,6 +25,15 @@ class StartError(RuntimeError):
     """The command could not be executed at all (missing file, no permission)."""
 
 
+def process_environ(pid: int) -> list[str]:
+    """The environment a running process was started with (``NAME=value`` items)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")
+
+
 class _Adopted:
     """A process we did not start (left running by an earlier ``up`` that was killed):
     no exit status to wait for, so it is polled."""
@@ -115,10 +124,15 @@ class ManagedProcess:
         self._proc = await self._spawn()
         self._task = asyncio.create_task(self._supervise(), name=f"supervise {self.name}")
 
-    def adopt(self, pid: int) -> bool:
-        """Supervise ``pid``, running our command since an earlier ``up``, as if we had
-        started it. False (and nothing changes) if no such process runs our command."""
-        if process_argv(pid) != self.argv:
+    def adopt(self, pid: int, env_marker: str = "") -> bool:
+        """Supervise ``pid``, started by an earlier ``up``, as if we had started it.
+        It must run our command, or (with ``env_marker``, e.g. ``NAME=value``) have that
+        in its environment: a command such as ``sh -c 'exec app'`` has replaced its
+        command line. False (and nothing changes) if ``pid`` is not ours."""
+        if env_marker:
+            if process_argv(pid) is None or env_marker not in process_environ(pid):
+                return False
+        elif process_argv(pid) != self.argv:
             return False
         self._stopping = False
         self._proc = _Adopted(pid)

@@ -14,7 +14,13 @@ from gossamer.model import (
     RouteRule,
     ValueMatchType,
 )
-from gossamer.translate._routes import Candidate, candidates, duration
+from gossamer.translate._routes import (
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_ON,
+    Candidate,
+    candidates,
+    duration,
+)
 
 
 class UnknownService(LookupError):
@@ -53,6 +59,7 @@ def effective_routes(config: MeshConfig, service: str) -> dict[str, Any]:
                     "backends": [f"{service}:{port.port} 100%"],
                     "timeout": duration(settings.default_request_timeout_ms),
                     "timeout_source": default_source,
+                    "retries": DEFAULT_RETRIES_TEXT,
                 }
             ]
         ports.append({"port": port.port, "protocol": port.protocol.value, "routes": routes})
@@ -97,10 +104,17 @@ def _describe(c: Candidate, default_ms: int, default_source: str) -> dict[str, A
         out["retries"] = f"{r.attempts} on {','.join(x.value for x in r.on)}" + (
             f" codes {list(r.status_codes)}" if r.status_codes else ""
         )
+    else:
+        out["retries"] = (
+            f"{DEFAULT_RETRIES} on {DEFAULT_RETRY_ON} (the default: never-sent requests)"
+        )
     filters = _filters(rule)
     if filters:
         out["filters"] = filters
     return out
+
+
+DEFAULT_RETRIES_TEXT = f"{DEFAULT_RETRIES} on {DEFAULT_RETRY_ON} (default: never-sent requests)"
 
 
 def _filters(rule: RouteRule) -> list[str]:

@@ -123,6 +123,7 @@ def default_route(
     action: dict[str, Any] = {
         "cluster": cluster,
         "timeout": duration(settings.default_request_timeout_ms),
+        "retry_policy": _retry(None, None),
     }
     if hashed:
         action["hash_policy"] = hashed
@@ -256,12 +257,20 @@ def _mirror(cluster: str, percent: float) -> dict[str, Any]:
     return policy
 
 
+DEFAULT_RETRY_ON = "connect-failure,refused-stream"
+DEFAULT_RETRIES = 2
+"""Without a retry policy, a request is still tried again (on another instance, when there
+is one) if it was never sent: the connection could not be made, or the upstream refused
+the stream. Safe for every method; it covers an instance that went away a moment before
+its callers heard of it."""
+
+
 def _retry(retry: Retry | None, backend_request_ms: int | None) -> dict[str, Any] | None:
     if retry is None:
-        if backend_request_ms is None:
-            return None
-        # timeouts.backendRequest alone: one try, bounded.
-        return {"num_retries": 0, "per_try_timeout": duration(backend_request_ms)}
+        default: dict[str, Any] = {"retry_on": DEFAULT_RETRY_ON, "num_retries": DEFAULT_RETRIES}
+        if backend_request_ms is not None:
+            default["per_try_timeout"] = duration(backend_request_ms)
+        return default
     policy: dict[str, Any] = {
         "retry_on": ",".join(c.value for c in retry.on),
         "num_retries": retry.attempts,
