@@ -238,11 +238,24 @@ def all_synced(status: dict[str, Any], sidecars: int) -> bool:
 
 
 class Mesh:
-    """One ``gossamer up`` in a temporary directory; ``close()`` stops it and checks."""
+    """One ``gossamer up`` in a temporary directory; ``stop()`` stops it and checks.
 
-    def __init__(self, sidecars: int, first_port: int) -> None:
+    ``text``: the mesh's YAML (default: this benchmark's, see :func:`mesh_yaml`).
+    ``spawn()`` may start ``up`` again, with the same arguments and state directory (as
+    bench.restart does after killing it).
+    """
+
+    def __init__(
+        self,
+        sidecars: int,
+        first_port: int,
+        *,
+        text: str | None = None,
+        prefix: str = "gossamer-push",
+    ) -> None:
         self.sidecars = sidecars
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"gossamer-push-{sidecars}-"))
+        self.text = mesh_yaml(sidecars, FIRST_TIMEOUT_S) if text is None else text
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-{sidecars}-"))
         self.mesh_dir = self.workdir / "mesh"
         self.mesh_dir.mkdir()
         self.mesh_file = self.mesh_dir / "mesh.yaml"
@@ -255,12 +268,13 @@ class Mesh:
         self.first_port = first_port
         self.status = StatusClient(self.api_port)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.launches = 0
         self.children: dict[int, str] = {}
         """Envoy and app pids seen in the status, with their command lines."""
 
-    def start(self) -> None:
-        write_atomically(self.mesh_file, mesh_yaml(self.sidecars, FIRST_TIMEOUT_S))
-        args = [
+    def args(self) -> list[str]:
+        """The ``gossamer up`` command line, the same for every start."""
+        return [
             sys.executable,
             "-m",
             "gossamer",
@@ -275,24 +289,45 @@ class Mesh:
             "--first-port",
             str(self.first_port),
         ]
+
+    def spawn(self) -> None:
+        """Start ``gossamer up`` without waiting; each start logs to a file of its own
+        (``up.log``, then ``up-2.log``...)."""
+        self.launches += 1
+        if self.launches > 1:
+            self.log = self.workdir / f"up-{self.launches}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                args,
+                self.args(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
             )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while READY_MARK not in self.log.read_text(errors="replace"):
-            if self.proc.poll() is not None:
-                raise BenchError(f"`gossamer up` exited {self.proc.returncode}:\n{self.tail()}")
+
+    def ready(self) -> bool:
+        """Whether the running ``up`` has logged that it runs; BenchError if it exited."""
+        if self.proc is None:
+            raise BenchError("`gossamer up` was not started")
+        if READY_MARK in self.log.read_text(errors="replace"):
+            return True
+        if self.proc.poll() is not None:
+            raise BenchError(f"`gossamer up` exited {self.proc.returncode}:\n{self.tail()}")
+        return False
+
+    def wait_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
             if time.monotonic() > deadline:
                 raise BenchError(
-                    f"no {READY_MARK!r} from `gossamer up` within {STARTUP_TIMEOUT_S:.0f}s:\n"
-                    f"{self.tail()}"
+                    f"no {READY_MARK!r} from `gossamer up` within {timeout_s:.0f}s:\n{self.tail()}"
                 )
             time.sleep(0.05)
+
+    def start(self) -> None:
+        write_atomically(self.mesh_file, self.text)
+        self.spawn()
+        self.wait_ready()
         status = self.status.get()
         if status is None:
             raise BenchError("the admin API did not answer after startup")
