@@ -115,3 +115,42 @@ def test_run_refuses_an_unknown_service_and_never_starts_without_config(
             timeout=30,
         ).stdout
     )
+
+
+def test_a_joined_instance_survives_a_restart_of_up(mesh_factory: Any, tmp_path: Path) -> None:
+    mesh = mesh_factory(_mesh())
+    proxy = mesh.instance("client-0")["outbound_http_port"]
+    joined = _run(mesh, "--service", "orders", "--", sys.executable, str(ECHO), cwd=tmp_path)
+    try:
+
+        def served_by() -> set[str]:
+            seen = set()
+            for _ in range(10):
+                status, body = get_via(proxy, "http://orders/who")
+                assert status == 200, body
+                seen.add(body["instance"])
+            return seen
+
+        mesh.wait_for(lambda _s: served_by() == {"orders-0", "orders-run1"}, what="both serve")
+        mesh.proc.kill()
+        mesh.proc.wait()
+        mesh.restart()
+        # The restarted `up` knew it from its record: it serves on, same name, same ports.
+        assert served_by() == {"orders-0", "orders-run1"}
+        mesh.wait_for(
+            lambda _s: (
+                mesh.cli("proxy-status").returncode == 0
+                and "orders-run1" in mesh.cli("proxy-status").stdout
+            ),
+            what="every proxy, orders-run1 too, in sync with the new `up`",
+        )
+        time.sleep(2.5)  # a heartbeat to the new `up`: still known, no rejoin needed
+        assert served_by() == {"orders-0", "orders-run1"}
+        joined.send_signal(signal.SIGTERM)
+        out, _ = joined.communicate(timeout=30)
+        assert joined.returncode == 0, out
+        assert "could not rejoin" not in out
+        assert served_by() == {"orders-0"}
+    finally:
+        if joined.poll() is None:
+            joined.kill()

@@ -67,13 +67,13 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
     async def api(path: str, method: str = "GET", body: Any = None, wait_s: float = 10.0) -> Any:
         return await asyncio.to_thread(call, base, path, method, wait_s, body)
 
-    joined = await api(
-        "/api/v1/instances", "POST", {"service": args.service, "workload": args.workload or ""}
-    )
+    join = {"service": args.service, "workload": args.workload or ""}
+    joined = await api("/api/v1/instances", "POST", join)
     if "error" in joined:
         print(f"error: {joined['error']}", file=sys.stderr)
         return 1
-    instance = Instance.from_dict(joined["instance"])
+    placement = joined["instance"]
+    instance = Instance.from_dict(placement)
     name = instance.name
 
     async def wait_synced(node: str, timeout_s: float) -> bool:
@@ -127,7 +127,20 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             with contextlib.suppress(NotRunning):
-                await api(f"/api/v1/instances/{name}/heartbeat", "POST", {})
+                reply = await api(f"/api/v1/instances/{name}/heartbeat", "POST", {})
+                if reply.get("known") is False and runner.state == "running":
+                    # A restarted `up` does not know us yet: join again, same name, ports.
+                    again = await api("/api/v1/instances", "POST", {**join, "rejoin": placement})
+                    print(
+                        f"gossamer run: {name} "
+                        + (
+                            f"could not rejoin: {again['error']}"
+                            if "error" in again
+                            else "rejoined"
+                        ),
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
     beating = asyncio.create_task(heartbeat())
     try:

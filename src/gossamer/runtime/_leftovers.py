@@ -33,6 +33,8 @@ class Leftovers:
     """Gateway name -> (node id, admin port, Envoy pid)."""
     replica_pid: int = 0
     """The standby control plane (``up --replica-xds-port``), if one runs."""
+    joined: dict[str, Instance] = field(default_factory=dict)
+    """Instances run by ``gossamer run`` (their own processes keep them going)."""
     taken: set[int] = field(default_factory=set)
 
     def take_instance(self, instance: Instance) -> tuple[int, int] | None:
@@ -123,5 +125,6 @@ def read_processes(state_dir: Path) -> Leftovers | None:
                 for n, (node, port, pid) in data["gateways"].items()
             },
             replica_pid=int(data.get("replica_pid", 0)),
+            joined={n: Instance.from_dict(i) for n, i in data.get("joined", {}).items()},
         )
     return None

@@ -265,9 +265,21 @@ class LocalMesh:
         if config is None:
             return None
         self._leftovers = leftovers
+        # Instances run by `gossamer run` go on calling in; until they do, they keep
+        # their place (and are dropped like any that stops calling in).
+        self.control.attached = {n: i.workload for n, i in leftovers.joined.items()}
+        self._heartbeats = dict.fromkeys(leftovers.joined, time.monotonic())
+        self._attached_seq = max(
+            (
+                int(n.rsplit("-run", 1)[1])
+                for n in leftovers.joined
+                if n.rsplit("-run", 1)[1].isdigit()
+            ),
+            default=0,
+        )
         previous = MeshState(
             config,
-            tuple(leftovers.instances.values()),
+            (*leftovers.instances.values(), *leftovers.joined.values()),
             frozenset(leftovers.not_serving),
             tuple((name, port) for name, (_node, port, _pid) in leftovers.gateways.items()),
         )
@@ -622,7 +634,7 @@ class LocalMesh:
             xds_api=self.options.xds_api,
             xds_replica_port=self.options.replica_xds_port,
             wait_synced=self.control.wait_synced,
-            set_serving=self._set_serving,
+            set_serving=self.set_serving,
             leave=self.leave,
             config_timeout_s=self.options.config_timeout_s,
             base_env={**os.environ, **self.options.extra_env},
@@ -644,10 +656,15 @@ class LocalMesh:
 
     # -- instances that join with `gossamer run` ----------------------------------------
 
-    async def attach(self, service: str, workload: str = "") -> dict[str, Any]:
+    async def attach(
+        self, service: str, workload: str = "", rejoin: Instance | None = None
+    ) -> dict[str, Any]:
         """A new instance of the workload behind ``service`` (or of ``workload``), run by
         the caller: placed, given its sidecar config, kept out of every caller's endpoints
-        until it reports serving. ``{"error": ...}`` if there is no such workload."""
+        until it reports serving. ``{"error": ...}`` if there is no such workload.
+
+        ``rejoin``: an instance that joined an earlier ``up`` here and kept running; it
+        keeps its name and ports and is serving at once (it was, and its app listens)."""
         async with self._apply_lock:
             state = self.control.state
             if state is None:
@@ -666,19 +683,34 @@ class LocalMesh:
                     else f"service `{service}` is backed by {', '.join(backing)}; pass --workload",
                     "services": known,
                 }
-            self._attached_seq += 1
-            name = f"{backing[0]}-run{self._attached_seq}"
+            if rejoin is not None and (
+                rejoin.workload != backing[0]
+                or rejoin.name in self.control.attached
+                or state.instance(rejoin.name) is not None
+            ):
+                return {"error": f"`{rejoin.name}` cannot rejoin as an instance of {backing[0]}"}
+            if rejoin is None:
+                self._attached_seq += 1
+                name = f"{backing[0]}-run{self._attached_seq}"
+            else:
+                name = rejoin.name
+                # Its placement, as if this `up` had made it: place() keeps known ports.
+                self.control.state = dataclasses.replace(
+                    state, instances=(*state.instances, rejoin)
+                )
             self.control.attached[name] = backing[0]
             if not self._republish():
                 del self.control.attached[name]
+                self.control.state = state
                 return {"error": "the current config no longer applies; see gossamer status"}
             self._heartbeats[name] = time.monotonic()
+            self.write_pids()
             new = self.control.state
             assert new is not None
             instance = new.instance(name)
             found = new.config.workload(backing[0])
             assert instance is not None and found is not None
-            log.info("%s joined (gossamer run)", name)
+            log.info("%s %s (gossamer run)", name, "rejoined" if rejoin else "joined")
             return {
                 "instance": dataclasses.asdict(instance),
                 "workload": {
@@ -705,6 +737,7 @@ class LocalMesh:
                 return False
             self._heartbeats.pop(name, None)
             self._republish()
+            self.write_pids()
             log.info("%s left (gossamer run)", name)
             return True
 
@@ -730,14 +763,16 @@ class LocalMesh:
         self.control.publish(proposal, self.control.revision.number)
         return True
 
-    def _set_serving(self, instance: str, serving: bool) -> None:
+    def set_serving(self, instance: str, serving: bool) -> None:
         self.control.set_serving(instance, serving)
+        self.write_pids()  # a restarted `up` must know who gets traffic, to the moment
 
     async def leave(self, instance: str, timeout_s: float) -> tuple[list[str], list[str]]:
         """Take ``instance`` out of every caller's endpoints and wait until each caller
         whose config that changed has applied it; the callers waited for, and those that
         had not applied it in time."""
         changed = self.control.set_serving(instance, False)
+        self.write_pids()
         if self.control.state is None or self.control.state.instance(instance) is None:
             # Removed from the config: it left with the revision that removed it.
             changed = self.control.lagging()
@@ -949,6 +984,7 @@ class LocalMesh:
                             for g in self.gateways.values()
                         },
                         replica_pid=(self.replica.pid or 0) if self.replica else 0,
+                        joined=self.joined(),
                     ),
                 )
 

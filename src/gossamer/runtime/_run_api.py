@@ -1,7 +1,7 @@
 """The admin API's routes for ``gossamer run``: an instance run by its own process joins
 the mesh, reports when its app serves, calls in while it runs, and leaves.
 
-POST   /api/v1/instances                 {"service": S, "workload": W?} -> placement
+POST   /api/v1/instances                 {"service": S, "workload": W?, "rejoin": placement?}
 POST   /api/v1/instances/{name}/serving  {"serving": bool} -> callers waited for
 POST   /api/v1/instances/{name}/heartbeat
 DELETE /api/v1/instances/{name}
@@ -14,6 +14,7 @@ import json
 
 from aiohttp import web
 
+from gossamer.model import Instance
 from gossamer.runtime._local import LocalMesh
 
 
@@ -32,7 +33,14 @@ async def _json(request: web.Request) -> dict[str, object]:
 def run_routes(mesh: LocalMesh) -> list[web.RouteDef]:
     async def join(request: web.Request) -> web.Response:
         body = await _json(request)
-        data = await mesh.attach(str(body.get("service", "")), str(body.get("workload") or ""))
+        rejoin = body.get("rejoin")
+        try:
+            instance = Instance.from_dict(rejoin) if isinstance(rejoin, dict) else None
+        except (KeyError, TypeError, ValueError):
+            return web.json_response({"error": "rejoin is an instance's placement"}, status=400)
+        data = await mesh.attach(
+            str(body.get("service", "")), str(body.get("workload") or ""), instance
+        )
         return web.json_response(data, status=404 if "error" in data else 200)
 
     def _known(name: str) -> web.Response | None:
@@ -46,7 +54,7 @@ def run_routes(mesh: LocalMesh) -> list[web.RouteDef]:
             return missing
         body = await _json(request)
         if body.get("serving"):
-            mesh.control.set_serving(name, True)
+            mesh.set_serving(name, True)
             return web.json_response({"serving": True})
         timeout = body.get("timeout", 5.0)
         callers, lagging = await mesh.leave(
