@@ -90,6 +90,7 @@ WHERE: dict[str, tuple[int, str, str]] = {
     "GSM0127": (3, "HTTPRoute/site", "spec.hostnames"),
     "GSM0128": (2, "HTTPRoute/r", "spec.rules[0].matches[0].path.value"),
     "GSM0129": (4, "TrafficPolicy/p", "spec.locality.distribute[0].from"),
+    "GSM0130": (2, "Workload/web", "spec.calls[0]"),
 }
 
 

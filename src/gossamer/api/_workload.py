@@ -50,6 +50,17 @@ class WorkloadSpec(Strict):
     env: dict[str, str] = Field(default_factory=dict)
     workingDir: str | None = None
     shutdown: ShutdownSpec = Field(default_factory=ShutdownSpec)
+    calls: list[Name] | None = None
+    """Services and ExternalServices the app calls; omitted: every one of the mesh."""
+
+    @field_validator("calls")
+    @classmethod
+    def _unique_calls(cls, calls: list[str] | None) -> list[str] | None:
+        if calls is not None:
+            twice = sorted({c for c in calls if calls.count(c) > 1})
+            if twice:
+                raise ValueError(f"listed more than once: {', '.join(twice)}")
+        return calls
 
     @field_validator("ports")
     @classmethod
@@ -97,5 +108,6 @@ class WorkloadDoc(Strict):
             working_dir=working_dir,
             drain_timeout_ms=parse_duration_ms(spec.shutdown.drainTimeout),
             grace_period_ms=parse_duration_ms(spec.shutdown.gracePeriod),
+            calls=tuple(spec.calls) if spec.calls is not None else None,
             origin=origin,
         )

@@ -66,10 +66,17 @@ class Workload:
     the inbound requests in flight to finish before the app gets SIGTERM."""
     grace_period_ms: int = 5000
     """On stop, after SIGTERM to the app: how long before SIGKILL."""
+    calls: tuple[str, ...] | None = None
+    """The services and ExternalServices the app calls; its sidecars get outbound config
+    for these only. None: every service and ExternalService of the mesh."""
     origin: Origin | None = field(default=None, compare=False)
 
     def port(self, number: int) -> Port | None:
         return next((p for p in self.ports if p.port == number), None)
+
+    def may_call(self, name: str) -> bool:
+        """Whether this workload's sidecars carry outbound config for service ``name``."""
+        return self.calls is None or name in self.calls
 
 
 def instance_name(workload: str, index: int) -> str:

@@ -42,8 +42,11 @@ def place(
         # Allocation order is part of the golden files: app, inbound, TCP, proxy, admin.
         app_ports = tuple((p.port, prev_app.get(p.port) or allocate()) for p in workload.ports)
         inbound = tuple((p.port, prev_in.get(p.port) or allocate()) for p in workload.ports)
+        # With ``calls``, only the TCP services the workload calls get a local port.
         tcp = tuple(
-            (svc, port, prev_tcp.get((svc, port)) or allocate()) for svc, port in tcp_targets
+            (svc, port, prev_tcp.get((svc, port)) or allocate())
+            for svc, port in tcp_targets
+            if workload.may_call(svc)
         )
         return Instance(
             name=name,

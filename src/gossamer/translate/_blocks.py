@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gossamer.model import MeshState, Port, Service
+from gossamer.model import MeshState, Port, Service, Workload
 from gossamer.translate import names
 from gossamer.translate._policy import localize, mesh_cluster
 from gossamer.translate._routes import FAULT_FILTER, HTTP_FAULT, duration
@@ -91,13 +91,16 @@ def tcp_proxy(
 
 
 def service_clusters(
-    state: MeshState, caller_zone: str = ""
+    state: MeshState, caller_zone: str = "", caller: Workload | None = None
 ) -> tuple[list[Resource], list[Resource]]:
     """An EDS cluster and its endpoints for every port of every mesh service, with each
-    service's TrafficPolicy applied, as seen from a caller in ``caller_zone``."""
+    service's TrafficPolicy applied, as seen from a caller in ``caller_zone``. With a
+    ``caller``, only for the services it may call (its ``calls``)."""
     connect = duration(state.config.settings.connect_timeout_ms)
     clusters, endpoints = [], []
     for svc in state.config.services():
+        if caller is not None and not caller.may_call(svc.name):
+            continue
         policy = state.config.policy_for(svc.name)
         locality = policy.locality if policy else None
         for port in svc.ports:

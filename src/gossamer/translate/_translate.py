@@ -7,6 +7,10 @@ A sidecar gets:
   and the declared external services; other hosts follow the mesh's outbound policy;
 - an outbound local port per TCP service port (mesh or external);
 - an EDS cluster per service port and the endpoints behind it (sidecar inbound ports).
+
+A workload that declares ``calls`` gets the outbound virtual hosts, clusters, endpoints
+and TCP ports of the listed services and ExternalServices only; a call to any other host
+follows the outbound policy, like a host the mesh does not know.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from gossamer.model import (
     OutboundPolicy,
     ParentKind,
     Port,
+    Workload,
 )
 from gossamer.translate import names
 from gossamer.translate._access_log import access_logs
@@ -78,7 +83,7 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
     workload = state.config.workload(instance.workload)
     if workload is None:
         raise UnknownProxy(proxy)
-    clusters, endpoints = service_clusters(state, workload.zone)
+    clusters, endpoints = service_clusters(state, workload.zone, workload)
     by_type: dict[str, list[Resource]] = {
         CLUSTER: clusters,
         ENDPOINT: endpoints,
@@ -87,6 +92,8 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
     }
     connect = duration(state.config.settings.connect_timeout_ms)
     for ext in state.config.external_services:
+        if not workload.may_call(ext.name):
+            continue
         for ext_port in ext.ports:
             by_type[CLUSTER].append(_external_cluster(ext, ext_port, connect))
     if state.config.settings.outbound_policy is OutboundPolicy.ALLOW_ANY:
@@ -97,8 +104,10 @@ def translate(state: MeshState, proxy: str) -> Snapshot:
         by_type[CLUSTER].append(_inbound_cluster(instance, port, connect))
         by_type[LISTENER].append(_inbound_listener(state, instance, port))
     by_type[LISTENER].append(_outbound_http_listener(state, instance))
-    by_type[ROUTE].append(_outbound_routes(state, workload.name))
+    by_type[ROUTE].append(_outbound_routes(state, workload))
     for service, service_port, local_port in instance.outbound_tcp_ports:
+        if not workload.may_call(service):
+            continue
         name = names.outbound_tcp_listener(service, service_port)
         cluster = names.outbound_cluster(service, service_port)
         logs = access_logs(state.config.settings.access_log, instance.name, "outbound", tcp=True)
@@ -189,7 +198,9 @@ def _outbound_http_listener(state: MeshState, instance: Instance) -> Resource:
     return listener(names.OUTBOUND_HTTP, instance.address, instance.outbound_http_port, [chain])
 
 
-def _outbound_routes(state: MeshState, source: str) -> Resource:
+def _outbound_routes(state: MeshState, workload: Workload) -> Resource:
+    """Virtual hosts for the services and ExternalServices ``workload`` may call, then the
+    catch-all of the outbound policy."""
     settings = state.config.settings
     mesh_routes = [
         r for r in state.config.routes if any(p.kind is ParentKind.SERVICE for p in r.parents)
@@ -197,6 +208,8 @@ def _outbound_routes(state: MeshState, source: str) -> Resource:
     virtual_hosts = []
     hashes = route_hashes(state.config)
     for svc in state.config.services():
+        if not workload.may_call(svc.name):
+            continue
         for port in svc.ports:
             if not port.protocol.is_http:
                 continue
@@ -228,6 +241,8 @@ def _outbound_routes(state: MeshState, source: str) -> Resource:
                 }
             )
     for ext in state.config.external_services:
+        if not workload.may_call(ext.name):
+            continue
         for ext_port in ext.ports:
             if ext_port.protocol.is_http:
                 cluster = names.outbound_cluster(ext.name, ext_port.port)
@@ -244,7 +259,7 @@ def _outbound_routes(state: MeshState, source: str) -> Resource:
     body = {
         "name": names.OUTBOUND_HTTP,
         "virtual_hosts": virtual_hosts,
-        **source_stamp(state, source),
+        **source_stamp(state, workload.name),
     }
     return Resource(names.OUTBOUND_HTTP, body)
 

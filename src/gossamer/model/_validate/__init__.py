@@ -26,6 +26,7 @@ from gossamer.model._validate._precedence import (
     check_shadowing,
 )
 from gossamer.model._validate._resources import (
+    check_calls,
     check_duplicates,
     check_external,
     check_gateways,
@@ -65,6 +66,7 @@ def validate(config: MeshConfig) -> list[Problem]:
         *check_shadowing(config, services),
         *check_broader_shadowing(config, services),
         *check_external(config, services),
+        *check_calls(config, services),
         *check_gateways(config),
         *check_policies(config, services),
     ]

@@ -1,12 +1,12 @@
 """Checks on resources as a set: unique names, agreeing port protocols, server-first
-ports, external hosts, gateway ports."""
+ports, external hosts, gateway ports, the names a workload calls."""
 
 from __future__ import annotations
 
 from gossamer.model._mesh import MeshConfig, Protocol, Service
 from gossamer.model._origin import Origin
 from gossamer.model._problems import Problem
-from gossamer.model._validate._common import kind_of
+from gossamer.model._validate._common import did_you_mean, kind_of
 
 
 def check_duplicates(config: MeshConfig) -> list[Problem]:
@@ -183,6 +183,27 @@ def check_gateways(config: MeshConfig) -> list[Problem]:
                         f"port {lst.port} is already a listener port of gateway `{first}`",
                         field=f"spec.listeners[{i}].port",
                         hint="each gateway needs its own ports on this machine",
+                    )
+                )
+    return problems
+
+
+def check_calls(config: MeshConfig, services: dict[str, Service]) -> list[Problem]:
+    """Every name in a workload's ``calls`` is a service or an ExternalService."""
+    known = [*services, *(e.name for e in config.external_services)]
+    problems = []
+    for w in config.workloads:
+        for i, name in enumerate(w.calls or ()):
+            if name not in known:
+                problems.append(
+                    Problem.at(
+                        w.origin,
+                        "GSM0130",
+                        f"`{name}` in calls is neither a service nor an ExternalService: "
+                        f"this workload's sidecars would have no route to it",
+                        field=f"spec.calls[{i}]",
+                        hint=did_you_mean(name, known)
+                        or "declare the service, or remove it from calls",
                     )
                 )
     return problems

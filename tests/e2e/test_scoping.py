@@ -1,0 +1,75 @@
+"""Sidecar scoping against a real mesh: `client` declares `calls: [orders]`; its sidecar
+routes to orders, has no route or cluster for stock, and treats `stock` like any host the
+mesh does not know (the outbound policy decides)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from meshkit import Mesh, get_via, request_via, workload
+
+from gossamer.translate import EGRESS_DENIED_HEADER, names
+
+
+def _mesh(policy: str | None = None) -> str:
+    client = json.loads(workload("client", port=None, command=["sleep", "100000"]))
+    client["spec"]["calls"] = ["orders"]
+    docs = [json.dumps(client), workload("orders"), workload("stock")]
+    if policy:
+        docs.append(
+            json.dumps(
+                {
+                    "apiVersion": "gossamer.dev/v1alpha1",
+                    "kind": "Mesh",
+                    "metadata": {"name": "mesh"},
+                    "spec": {"outboundTrafficPolicy": {"mode": policy}},
+                }
+            )
+        )
+    return "\n---\n".join(docs) + "\n"
+
+
+def _synced(mesh: Mesh) -> None:
+    mesh.wait_for(
+        lambda s: all(i["proxy"]["synced"] for i in s["instances"]), what="every proxy synced"
+    )
+
+
+def _clusters(mesh: Mesh, proxy: str) -> set[str]:
+    out = mesh.cli("proxy-config", proxy, "clusters", "-o", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)["config"]["clusters"]
+    return {c["cluster"]["name"] for c in data["dynamic_active_clusters"]}
+
+
+def test_a_scoped_client_reaches_what_it_calls_and_nothing_else(mesh_factory: Any) -> None:
+    mesh = mesh_factory(_mesh())
+    _synced(mesh)
+    proxy = mesh.instance("client-0")["outbound_http_port"]
+
+    status, body = get_via(proxy, "http://orders/x")
+    assert status == 200, body
+    assert isinstance(body, dict) and body["instance"] == "orders-0"
+
+    # Under AllowAny, `stock` is a host the client's sidecar does not know: it goes to the
+    # passthrough, which asks DNS, where a mesh service name does not resolve.
+    status, body = get_via(proxy, "http://stock/x")
+    assert (status, body) == (503, "DNS resolution failure")
+
+    assert _clusters(mesh, "client-0") & {
+        names.outbound_cluster("stock", 80),
+        names.outbound_cluster("orders", 80),
+    } == {names.outbound_cluster("orders", 80)}
+    # The other sidecars are not scoped: orders still has a cluster for stock.
+    assert names.outbound_cluster("stock", 80) in _clusters(mesh, "orders-0")
+
+
+def test_registry_only_refuses_an_uncalled_service(mesh_factory: Any) -> None:
+    mesh = mesh_factory(_mesh("RegistryOnly"))
+    _synced(mesh)
+    proxy = mesh.instance("client-0")["outbound_http_port"]
+    assert get_via(proxy, "http://orders/x")[0] == 200
+    reply = request_via(proxy, "http://stock/x")
+    assert reply.status == 502, reply
+    assert reply.headers[EGRESS_DENIED_HEADER] == "denied; policy=RegistryOnly"
