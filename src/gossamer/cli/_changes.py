@@ -11,11 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gossamer.cli._client import NotRunning, api_base, call
+from gossamer.cli._client import NOT_RUNNING, NotRunning, api_base, ask, call
 from gossamer.model import FORCEABLE
 from gossamer.sources import ConfigPathError, config_files
-
-NOT_RUNNING = 3
 
 
 def _when(at: float) -> str:
@@ -153,18 +151,12 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def history(args: argparse.Namespace) -> int:
-    try:
-        base = api_base(args.state_dir, args.api)
-        if args.revision is not None:
-            data = call(base, f"/api/v1/revisions/{args.revision}")
-        else:
-            data = call(base, f"/api/v1/revisions?limit={args.limit}")
-    except NotRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return NOT_RUNNING
-    if "error" in data:
-        print(f"error: {data['error']}", file=sys.stderr)
-        return 1
+    if args.revision is not None:
+        data = ask(args, f"/api/v1/revisions/{args.revision}")
+    else:
+        data = ask(args, f"/api/v1/revisions?limit={args.limit}")
+    if isinstance(data, int):
+        return data
     if args.output == "json":
         print(json.dumps(data, indent=2))
         return 0
@@ -187,15 +179,13 @@ def history(args: argparse.Namespace) -> int:
 
 
 def rollback(args: argparse.Namespace) -> int:
-    try:
-        data = call(
-            api_base(args.state_dir, args.api),
-            "/api/v1/rollback",
-            "POST",
-            timeout=120,
-            body={"revision": args.revision, "dry_run": args.dry_run},
-        )
-    except NotRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return NOT_RUNNING
+    data = ask(
+        args,
+        "/api/v1/rollback",
+        "POST",
+        timeout=120,
+        body={"revision": args.revision, "dry_run": args.dry_run},
+    )
+    if isinstance(data, int):
+        return data
     return _report(data, args, "checked" if args.dry_run else "applied")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -44,3 +46,30 @@ def call(base: str, path: str, method: str = "GET", timeout: float = 10.0, body:
             f"no mesh answers at {base} ({getattr(exc, 'reason', exc)}); is `gossamer up` running? "
             "pass --api or --state-dir to point at it"
         ) from exc
+
+
+NOT_RUNNING = 3
+"""The exit status of a command that needs a running mesh when none answers."""
+
+
+def ask(
+    args: argparse.Namespace,
+    path: str,
+    method: str = "GET",
+    *,
+    body: Any = None,
+    timeout: float = 10.0,
+    hint: str = "",
+) -> Any:
+    """A command's call to the admin API: the answer, or, having said why there is none,
+    the command's exit status (an ``int``): ``NOT_RUNNING`` when no mesh answers (``hint``
+    says what else to try), 1 when the answer is an error."""
+    try:
+        data = call(api_base(args.state_dir, args.api), path, method, timeout, body)
+    except NotRunning as exc:
+        print(f"error: {exc}{hint}", file=sys.stderr)
+        return NOT_RUNNING
+    if isinstance(data, dict) and "error" in data:
+        print(f"error: {data['error']}", file=sys.stderr)
+        return 1
+    return data

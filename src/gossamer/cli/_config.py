@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from gossamer.api import load_config
-from gossamer.cli._client import NotRunning, api_base, call
+from gossamer.cli._client import NotRunning, api_base, ask, call
 from gossamer.model import Problem, Severity
 from gossamer.model import analyze as analyze_config
 from gossamer.sources import load_sources
@@ -50,14 +50,9 @@ def analyze(args: argparse.Namespace) -> int:
         where = args.path
         head: dict[str, object] = {"path": args.path}
     else:
-        try:
-            data = call(api_base(args.state_dir, args.api), "/api/v1/analyze")
-        except NotRunning as exc:
-            print(f"error: {exc}; or pass PATH to analyze config files", file=sys.stderr)
-            return 3
-        if "error" in data:
-            print(f"error: {data['error']}", file=sys.stderr)
-            return 1
+        data = ask(args, "/api/v1/analyze", hint="; or pass PATH to analyze config files")
+        if isinstance(data, int):
+            return data
         problems = [Problem.from_dict(p) for p in data["problems"]]
         where = f"revision {data['revision']} of the running mesh"
         head = {"revision": data["revision"]}

@@ -15,7 +15,7 @@ import urllib.parse
 from pathlib import Path
 
 from gossamer.api import parse_duration_ms
-from gossamer.cli._client import NotRunning, api_base, call
+from gossamer.cli._client import NotRunning, api_base, ask, call
 from gossamer.model import Problem
 from gossamer.runtime import LocalOptions, ReplicaOptions, instance_table, run_replica, run_up
 
@@ -59,11 +59,9 @@ def replica(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    try:
-        data = call(api_base(args.state_dir, args.api), "/api/v1/status")
-    except NotRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    data = ask(args, "/api/v1/status")
+    if isinstance(data, int):
+        return data
     if args.output == "json":
         print(json.dumps(data, indent=2))
         return 0
@@ -156,14 +154,9 @@ def logs(args: argparse.Namespace) -> int:
             print(f"error: --since: {exc}", file=sys.stderr)
             return 2
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v not in ("", None)})
-    try:
-        data = call(api_base(args.state_dir, args.api), f"/api/v1/logs/{args.service}?{query}")
-    except NotRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    if "error" in data:
-        print(f"error: {data['error']}", file=sys.stderr)
-        return 1
+    data = ask(args, f"/api/v1/logs/{args.service}?{query}")
+    if isinstance(data, int):
+        return data
     if args.output == "json":
         print(json.dumps(data, indent=2))
         return 0

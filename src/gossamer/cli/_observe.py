@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
-from gossamer.cli._client import NotRunning, api_base, call
+from gossamer.cli._client import ask
 from gossamer.telemetry import dot
-
-
-def _fetch(args: argparse.Namespace) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = call(
-            api_base(args.state_dir, args.api), f"/api/v1/graph?window={args.window}"
-        )
-    except NotRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
-    return data
 
 
 def _source(data: dict[str, Any]) -> str:
@@ -71,9 +59,9 @@ def _table(data: dict[str, Any]) -> str:
 
 
 def graph(args: argparse.Namespace) -> int:
-    data = _fetch(args)
-    if data is None:
-        return 3
+    data = ask(args, f"/api/v1/graph?window={args.window}")
+    if isinstance(data, int):
+        return data
     if args.output == "json":
         print(json.dumps(data, indent=2))
     elif args.output == "dot":
@@ -89,9 +77,9 @@ def graph(args: argparse.Namespace) -> int:
 
 def top(args: argparse.Namespace) -> int:
     while True:
-        data = _fetch(args)
-        if data is None:
-            return 3
+        data = ask(args, f"/api/v1/graph?window={args.window}")
+        if isinstance(data, int):
+            return data
         if not args.once:
             print("\x1b[2J\x1b[H", end="")
         when = time.strftime("%H:%M:%S")

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from gossamer.cli._client import NotRunning, api_base, call
+from gossamer.cli._client import NotRunning, api_base, ask, call
 
 TYPE_COLUMNS = {"clusters": "CDS", "listeners": "LDS", "routes": "RDS", "endpoints": "EDS"}
 """The column of each xDS type the control plane tracks, by Envoy's own abbreviation."""
@@ -96,14 +96,9 @@ def status_text(proxies: list[dict[str, Any]]) -> str:
 
 
 def proxy_status(args: argparse.Namespace) -> int:
-    try:
-        data = call(api_base(args.state_dir, args.api), "/api/v1/proxies")
-    except NotRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    if "error" in data:
-        print(f"error: {data['error']}", file=sys.stderr)
-        return 1
+    data = ask(args, "/api/v1/proxies")
+    if isinstance(data, int):
+        return data
     proxies = data.get("proxies", [])
     if args.output == "json":
         print(json.dumps(data, indent=2))
