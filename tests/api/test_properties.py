@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +53,11 @@ EXPLORE = os.environ.get("GOSSAMER_EXPLORE") == "1"
 
 
 def bounded(examples: int) -> settings:
-    """Deterministic, with a bounded number of examples and time per example."""
+    """Deterministic, with a bounded number of examples. No deadline per example: speed
+    is not what these tests check, and a busy machine must not fail them."""
     return settings(
         max_examples=examples * (50 if EXPLORE else 1),
-        deadline=timedelta(seconds=3),
+        deadline=None,
         derandomize=not EXPLORE,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

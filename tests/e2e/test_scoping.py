@@ -5,9 +5,10 @@ mesh does not know (the outbound policy decides)."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
-from meshkit import Mesh, get_via, request_via, workload
+from meshkit import ECHO, Mesh, get_via, request_via, workload
 
 from gossamer.translate import EGRESS_DENIED_HEADER, names
 
@@ -73,3 +74,28 @@ def test_registry_only_refuses_an_uncalled_service(mesh_factory: Any) -> None:
     reply = request_via(proxy, "http://stock/x")
     assert reply.status == 502, reply
     assert reply.headers[EGRESS_DENIED_HEADER] == "denied; policy=RegistryOnly"
+
+
+FIRST_CALL = """
+import os, pathlib, urllib.request
+proxy = urllib.request.ProxyHandler({"http": os.environ["HTTP_PROXY"]})
+opener = urllib.request.build_opener(proxy)
+try:
+    status = opener.open("http://orders/first", timeout=10).status
+except urllib.error.HTTPError as exc:
+    status = exc.code
+pathlib.Path("first-call").write_text(str(status))
+import time; time.sleep(100000)
+"""
+
+
+def test_an_app_starts_once_what_it_calls_serves(mesh_factory: Any) -> None:
+    """`orders` takes 2 s to listen; `client` calls it the moment it starts. With `calls`,
+    `up` starts `client`'s app only once orders serves, so that first call succeeds."""
+    slow = ["sh", "-c", f"sleep 2; exec {sys.executable} {ECHO}"]
+    client = json.loads(workload("client", port=None, command=[sys.executable, "-c", FIRST_CALL]))
+    client["spec"]["calls"] = ["orders"]
+    mesh = mesh_factory("\n---\n".join([json.dumps(client), workload("orders", command=slow)]))
+    first = mesh.dir / "first-call"
+    mesh.wait_for(lambda _s: first.exists() and first.read_text(), 20, "client's first call")
+    assert first.read_text() == "200"

@@ -72,3 +72,49 @@ def test_calling_everything_equals_no_calls() -> None:
     for type_url in (CLUSTER, ENDPOINT, ROUTE):
         assert scoped["client-0"].of(type_url) == unscoped["client-0"].of(type_url)
     assert set(scoped["client-0"].of(LISTENER)) == set(unscoped["client-0"].of(LISTENER))
+
+
+SPLIT = """
+apiVersion: gossamer.dev/v1alpha1
+kind: Workload
+metadata: {name: cart}
+spec: {ports: [{port: 80}], command: [app], calls: [orders]}
+---
+apiVersion: gossamer.dev/v1alpha1
+kind: Workload
+metadata: {name: orders-v1}
+spec: {ports: [{port: 80}], command: [app], services: [orders, orders-v1]}
+---
+apiVersion: gossamer.dev/v1alpha1
+kind: Workload
+metadata: {name: orders-v2}
+spec: {ports: [{port: 80}], command: [app], services: [orders, orders-v2]}
+---
+apiVersion: gossamer.dev/v1alpha1
+kind: Workload
+metadata: {name: stock}
+spec: {ports: [{port: 80}], command: [app]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: orders-canary}
+spec:
+  parentRefs: [{kind: Service, group: "", name: orders, port: 80}]
+  rules:
+    - backendRefs:
+        - {name: orders-v1, port: 80, weight: 90}
+        - {name: orders-v2, port: 80, weight: 10}
+      timeouts: {request: 5s}
+"""
+
+
+def test_the_backends_of_a_called_services_routes_come_with_it() -> None:
+    """`cart` calls `orders`, whose route splits to orders-v1 and orders-v2: their clusters
+    are part of what cart's requests reach (else the route would name missing clusters)."""
+    config, problems = load_config([Source("split.yaml", SPLIT)])
+    assert config is not None, problems
+    _, snapshots = _snapshots(config)
+    cart = snapshots["cart-0"]
+    outbound = {c for c in cart.of(CLUSTER) if c.startswith("outbound|80||")}
+    assert outbound == {"outbound|80||orders", "outbound|80||orders-v1", "outbound|80||orders-v2"}
+    assert _virtual_hosts(cart) == {"orders:80", "unknown"}

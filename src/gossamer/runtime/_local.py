@@ -63,6 +63,9 @@ from gossamer.translate import ACCESS_LOG_NAME, FLAGS_LOG_NAME, snapshot_changes
 
 log = logging.getLogger("gossamer.up")
 
+DEPENDENCY_WAIT_S = 10.0
+"""The longest an app whose workload declares ``calls`` waits for them to serve."""
+
 FLAG_SETTLE_S = 1.0
 """A scrape round is added this long after it was taken, once the flags of the requests
 it counted have arrived (proxies flush flagged entries every 0.5 s)."""
@@ -376,6 +379,29 @@ class LocalMesh:
             return
         await self.replica.start()
 
+    async def _dependencies_serving(self, node: str, workload: Workload) -> None:
+        """With ``calls``, an app starts once every mesh service it calls has an instance
+        that serves and its own sidecar has that endpoint (waiting at most
+        ``DEPENDENCY_WAIT_S``), so its first requests find an instance to answer."""
+        if not workload.calls:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEPENDENCY_WAIT_S
+        while True:
+            state = self.control.state
+            missing = _not_serving_yet(state, workload.calls) if state else []
+            if not missing:
+                await self.control.wait_synced(node, 2.0)
+                return
+            if loop.time() > deadline:
+                log.warning(
+                    "%s: starting its app although %s serve(s) no traffic yet",
+                    node,
+                    ", ".join(missing),
+                )
+                return
+            await asyncio.sleep(0.05)
+
     async def _release(self, name: str) -> None:
         """What ``name`` left running and could not be taken over goes, ports and all,
         before its replacement starts."""
@@ -636,6 +662,7 @@ class LocalMesh:
             wait_synced=self.control.wait_synced,
             set_serving=self.set_serving,
             leave=self.leave,
+            before_app=lambda: self._dependencies_serving(instance.name, workload),
             config_timeout_s=self.options.config_timeout_s,
             base_env={**os.environ, **self.options.extra_env},
         )
@@ -1061,6 +1088,19 @@ class LocalMesh:
             "instances": instances,
             "events": self.events[-20:],
         }
+
+
+def _not_serving_yet(state: MeshState, names: Sequence[str]) -> list[str]:
+    """The services among ``names`` whose instances exist but none serves yet (a service
+    with no instance at all has nothing to wait for)."""
+    missing = []
+    for svc in state.config.services():
+        if svc.name not in names:
+            continue
+        instances = [i for i in state.instances if i.workload in svc.workloads]
+        if instances and all(i.name in state.not_serving for i in instances):
+            missing.append(svc.name)
+    return missing
 
 
 def _needs_restart(

@@ -141,6 +141,7 @@ class InstanceRunner:
         wait_synced: WaitSynced,
         set_serving: SetServing,
         leave: Leave,
+        before_app: Callable[[], Awaitable[None]] | None = None,
         config_timeout_s: float = 30.0,
         base_env: dict[str, str] | None = None,
     ) -> None:
@@ -149,6 +150,8 @@ class InstanceRunner:
         self._wait_synced = wait_synced
         self._set_serving = set_serving
         self._leave = leave
+        self._before_app = before_app
+        """Awaited between the sidecar's config and the app's start (dependencies)."""
         self._ready_task: asyncio.Task[None] | None = None
         self._config_timeout = config_timeout_s
         logs = state_dir / "logs"
@@ -209,6 +212,8 @@ class InstanceRunner:
                 f"{self._config_timeout:.0f}s; the app was not started (see "
                 f"{self.envoy.log_path})"
             )
+        if self._before_app is not None:
+            await self._before_app()
         try:
             await self.app.start()
             await self._wait_app_listening()

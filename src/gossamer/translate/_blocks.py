@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gossamer.model import MeshState, Port, Service, Workload
+from gossamer.model import MeshState, ParentKind, Port, Service, Workload
 from gossamer.translate import names
 from gossamer.translate._policy import localize, mesh_cluster
 from gossamer.translate._routes import FAULT_FILTER, HTTP_FAULT, duration
@@ -90,16 +90,33 @@ def tcp_proxy(
     return {"name": "envoy.filters.network.tcp_proxy", "typed_config": config}
 
 
+def reachable_services(state: MeshState, caller: Workload) -> frozenset[str] | None:
+    """The services a caller's requests can reach: those in its ``calls``, and every
+    backend (and mirror) of the routes of those services. None: no ``calls``, every one."""
+    if caller.calls is None:
+        return None
+    called = set(caller.calls)
+    reached = set(called)
+    for route in state.config.routes:
+        if any(p.kind is ParentKind.SERVICE and p.service in called for p in route.parents):
+            for rule in route.rules:
+                reached.update(b.service for b in rule.backends)
+                reached.update(m.backend.service for m in rule.mirrors)
+    return frozenset(reached)
+
+
 def service_clusters(
     state: MeshState, caller_zone: str = "", caller: Workload | None = None
 ) -> tuple[list[Resource], list[Resource]]:
     """An EDS cluster and its endpoints for every port of every mesh service, with each
     service's TrafficPolicy applied, as seen from a caller in ``caller_zone``. With a
-    ``caller``, only for the services it may call (its ``calls``)."""
+    ``caller`` that declares ``calls``, only for the services its requests can reach:
+    those it calls and the backends of their routes."""
+    reachable = reachable_services(state, caller) if caller is not None else None
     connect = duration(state.config.settings.connect_timeout_ms)
     clusters, endpoints = [], []
     for svc in state.config.services():
-        if caller is not None and not caller.may_call(svc.name):
+        if reachable is not None and svc.name not in reachable:
             continue
         policy = state.config.policy_for(svc.name)
         locality = policy.locality if policy else None
