@@ -3,7 +3,10 @@ sidecar first, and leaves without failing a request."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from meshkit import ECHO, get_via, workload
+
+from gossamer.sidecar import process_argv
 
 
 def _run(mesh: Any, *args: str, cwd: Path) -> subprocess.Popen[str]:
@@ -154,3 +159,49 @@ def test_a_joined_instance_survives_a_restart_of_up(mesh_factory: Any, tmp_path:
     finally:
         if joined.poll() is None:
             joined.kill()
+
+
+def test_a_killed_run_takes_its_sidecar_and_command_with_it(
+    mesh_factory: Any, tmp_path: Path
+) -> None:
+    """Nobody else would ever stop them: the kernel kills them with `run` (and `up`
+    drops the instance once it stops calling in)."""
+    mesh = mesh_factory(_mesh())
+    proxy = mesh.instance("client-0")["outbound_http_port"]
+    joined = _run(mesh, "--service", "orders", "--", sys.executable, str(ECHO), cwd=tmp_path)
+    try:
+        mesh.wait_for(
+            lambda _s: any(
+                get_via(proxy, "http://orders/who")[1]["instance"] == "orders-run1"  # type: ignore[index]
+                for _ in range(6)
+            ),
+            what="orders-run1 serving",
+        )
+        admin = json.loads((mesh.state_dir / "envoy" / "orders-run1.json").read_text())["admin"][
+            "address"
+        ]["socket_address"]["port_value"]
+        children = [
+            pid
+            for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+            if pid != joined.pid and _parent(pid) == joined.pid
+        ]
+        assert len(children) == 2, children  # its Envoy and its app
+        joined.kill()
+        joined.wait(timeout=10)
+        mesh.wait_for(
+            lambda _s: all(process_argv(p) is None for p in children), 10, "children gone"
+        )
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", admin), timeout=1).close()
+            raise AssertionError("its Envoy still answers")
+    finally:
+        if joined.poll() is None:
+            joined.kill()
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])

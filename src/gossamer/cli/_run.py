@@ -107,6 +107,7 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
         leave=leave,
         config_timeout_s=args.config_timeout,
         base_env=dict(os.environ),
+        dies_with_parent=True,  # a killed `run` takes its sidecar and CMD with it
     )
     done = asyncio.Event()
     # CMD is not restarted: when it exits, so does `run` (with its status).

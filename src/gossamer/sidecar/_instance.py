@@ -142,6 +142,7 @@ class InstanceRunner:
         set_serving: SetServing,
         leave: Leave,
         before_app: Callable[[], Awaitable[None]] | None = None,
+        dies_with_parent: bool = False,
         config_timeout_s: float = 30.0,
         base_env: dict[str, str] | None = None,
     ) -> None:
@@ -184,6 +185,7 @@ class InstanceRunner:
             log_path=logs / f"{instance.name}.envoy.log",
             on_exit=self._sidecar_exited,
             on_restart=self._sidecar_restarted,
+            dies_with_parent=dies_with_parent,
         )
         self._sidecar_down_at: float | None = None
         self.sidecar_gaps_s: list[float] = []
@@ -196,6 +198,7 @@ class InstanceRunner:
             log_path=logs / f"{instance.name}.log",
             on_exit=self._app_exited,
             on_restart=self._app_restarted,
+            dies_with_parent=dies_with_parent,
         )
         self.state = "created"
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import signal
@@ -23,6 +25,16 @@ HEALTHY_AFTER_S = 30.0
 
 class StartError(RuntimeError):
     """The command could not be executed at all (missing file, no permission)."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_hook() -> Callable[[], None]:
+    """What the child runs before exec to be SIGKILLed when its parent dies (Linux
+    prctl). libc is looked up here, in the parent: the child only makes the call."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return functools.partial(prctl, _PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 def process_environ(pid: int) -> list[str]:
@@ -73,6 +85,7 @@ class ManagedProcess:
         restart: bool = True,
         on_exit: Callable[[ManagedProcess, int], None] | None = None,
         on_restart: Callable[[ManagedProcess], None] | None = None,
+        dies_with_parent: bool = False,
     ) -> None:
         self.name = name
         self.argv = argv
@@ -82,6 +95,9 @@ class ManagedProcess:
         self.restart = restart
         self.on_exit = on_exit
         self.on_restart = on_restart
+        self.dies_with_parent = dies_with_parent
+        """Killed by the kernel when the process that started it dies (``gossamer run``:
+        nobody else would ever stop it). ``up``'s children outlive it, to be taken over."""
         self.restarts = 0
         self.last_exit: int | None = None
         self.last_error = ""
@@ -111,6 +127,7 @@ class ManagedProcess:
                     stdout=out,
                     stderr=out,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent_hook() if self.dies_with_parent else None,
                 )
             except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
                 raise StartError(f"cannot run {self.argv[0]!r} in {self.cwd}: {exc}") from exc
