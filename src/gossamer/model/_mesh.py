@@ -237,6 +237,12 @@ class MeshConfig:
     gateways: tuple[Gateway, ...] = ()
     external_services: tuple[ExternalService, ...] = ()
     policies: tuple[TrafficPolicy, ...] = ()
+    _services: tuple[Service, ...] = field(init=False, repr=False, compare=False)
+    """``services()``, derived once: translation and telemetry ask for it per resource
+    and per sample."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_services", self._derive_services())
 
     def policy_for(
         self, name: str, kind: PolicyTargetKind = PolicyTargetKind.SERVICE
@@ -246,6 +252,9 @@ class MeshConfig:
 
     def services(self) -> tuple[Service, ...]:
         """Services derived from workloads, sorted by name; ports are the union."""
+        return self._services
+
+    def _derive_services(self) -> tuple[Service, ...]:
         by_name: dict[str, tuple[dict[int, Port], list[str]]] = {}
         for w in self.workloads:
             for svc in w.services:
