@@ -4,36 +4,7 @@ the tuple of names, and its schema errors name the field."""
 from __future__ import annotations
 
 import pytest
-
-from gossamer.api import Source, load_config
-from gossamer.model import MeshConfig, Problem, Workload
-
-FILE = "mesh.yaml"
-
-
-def workload(calls: str = "") -> str:
-    text = (
-        "apiVersion: gossamer.dev/v1alpha1\n"
-        "kind: Workload\n"
-        "metadata: {name: web}\n"
-        "spec:\n"
-        "  ports: [{port: 80}]\n"
-        "  command: [python3, app.py]\n"
-    )
-    return text + (f"  calls: {calls}\n" if calls else "")
-
-
-def load(text: str) -> tuple[MeshConfig | None, list[Problem]]:
-    return load_config([Source(FILE, text, "")])
-
-
-def web(calls: str = "") -> Workload:
-    config, problems = load(workload(calls))
-    assert config is not None, problems
-    assert problems == []
-    found = config.workload("web")
-    assert found is not None
-    return found
+from one_workload import load, web, workload
 
 
 def test_absent_means_every_service() -> None:
@@ -43,7 +14,7 @@ def test_absent_means_every_service() -> None:
 
 
 def test_empty_means_none() -> None:
-    w = web("[]")
+    w = web("calls", "[]")
     assert w.calls == ()
     assert not w.may_call("web")
 
@@ -60,7 +31,7 @@ PAYMENTS = (
 
 
 def test_services_and_external_services_are_kept_in_order() -> None:
-    config, problems = load(workload("[payments, web]") + PAYMENTS)
+    config, problems = load(workload("calls", "[payments, web]") + PAYMENTS)
     assert config is not None, problems
     w = config.workload("web")
     assert w is not None
@@ -70,7 +41,7 @@ def test_services_and_external_services_are_kept_in_order() -> None:
 
 
 def test_an_unknown_name_is_gsm0130_with_a_hint() -> None:
-    config, problems = load(workload("[paymnets]") + PAYMENTS)
+    config, problems = load(workload("calls", "[paymnets]") + PAYMENTS)
     assert config is None
     assert [(p.code, p.field, p.hint) for p in problems] == [
         ("GSM0130", "spec.calls[0]", "did you mean `payments`?")
@@ -86,7 +57,7 @@ def test_an_unknown_name_is_gsm0130_with_a_hint() -> None:
     ],
 )
 def test_invalid_values_name_the_field(calls: str, field: str, message: str) -> None:
-    config, problems = load(workload(calls))
+    config, problems = load(workload("calls", calls))
     assert config is None
     assert len(problems) == 1, problems
     problem = problems[0]

@@ -4,43 +4,16 @@ and that it changes no proxy's config."""
 from __future__ import annotations
 
 import pytest
+from one_workload import FILE, load, web, workload
 
-from gossamer.api import Source, load_config
-from gossamer.model import MeshConfig, MeshState, Problem, Workload, place, sequential_ports
+from gossamer.model import MeshState, place, sequential_ports
 from gossamer.translate import translate
-
-FILE = "mesh.yaml"
-
-
-def workload(shutdown: str = "") -> str:
-    text = (
-        "apiVersion: gossamer.dev/v1alpha1\n"
-        "kind: Workload\n"
-        "metadata: {name: web}\n"
-        "spec:\n"
-        "  ports: [{port: 80}]\n"
-        "  command: [python3, app.py]\n"
-    )
-    return text + (f"  shutdown: {shutdown}\n" if shutdown else "")
-
-
-def load(text: str) -> tuple[MeshConfig | None, list[Problem]]:
-    return load_config([Source(FILE, text, "")])
-
-
-def web(shutdown: str = "") -> Workload:
-    config, problems = load(workload(shutdown))
-    assert config is not None, problems
-    assert problems == []
-    found = config.workload("web")
-    assert found is not None
-    return found
 
 
 def test_defaults_are_five_seconds_each() -> None:
     w = web()
     assert (w.drain_timeout_ms, w.grace_period_ms) == (5000, 5000)
-    assert web("{}") == w
+    assert web("shutdown", "{}") == w
 
 
 @pytest.mark.parametrize(
@@ -54,7 +27,7 @@ def test_defaults_are_five_seconds_each() -> None:
     ],
 )
 def test_durations_become_milliseconds(shutdown: str, drain_ms: int, grace_ms: int) -> None:
-    w = web(shutdown)
+    w = web("shutdown", shutdown)
     assert (w.drain_timeout_ms, w.grace_period_ms) == (drain_ms, grace_ms)
 
 
@@ -85,7 +58,7 @@ def test_durations_become_milliseconds(shutdown: str, drain_ms: int, grace_ms: i
     ],
 )
 def test_invalid_values_name_the_field(shutdown: str, field: str, message: str) -> None:
-    config, problems = load(workload(shutdown))
+    config, problems = load(workload("shutdown", shutdown))
     assert config is None
     assert len(problems) == 1, problems
     problem = problems[0]
@@ -99,7 +72,7 @@ def test_invalid_values_name_the_field(shutdown: str, field: str, message: str) 
 
 
 def test_unknown_field_is_an_error_with_the_allowed_ones() -> None:
-    config, problems = load(workload("{drain: 5s}"))
+    config, problems = load(workload("shutdown", "{drain: 5s}"))
     assert config is None
     assert [(p.field, p.message, p.hint) for p in problems] == [
         (
@@ -114,7 +87,7 @@ def test_shutdown_settings_change_no_proxy_config() -> None:
     """They only tell `gossamer up` how to stop an instance: Envoy never sees them."""
 
     def snapshot(shutdown: str) -> str:
-        config, problems = load(workload(shutdown))
+        config, problems = load(workload("shutdown", shutdown))
         assert config is not None, problems
         state = MeshState(config, place(config, None, sequential_ports(20000)))
         return translate(state, "web-0").version

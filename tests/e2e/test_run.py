@@ -29,6 +29,16 @@ def _run(mesh: Any, *args: str, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def _served_by(proxy: int) -> set[str]:
+    """The orders instances that answered 10 calls through ``proxy``; each must succeed."""
+    seen = set()
+    for _ in range(10):
+        status, body = get_via(proxy, "http://orders/who")
+        assert status == 200, body
+        seen.add(body["instance"])  # type: ignore[index]
+    return seen
+
+
 def _mesh() -> str:
     echo = [sys.executable, str(ECHO)]
     return "\n---\n".join(
@@ -46,16 +56,9 @@ def test_a_joined_instance_serves_and_leaves_without_a_failed_request(
     proxy = mesh.instance("client-0")["outbound_http_port"]
     joined = _run(mesh, "--service", "orders", "--", sys.executable, str(ECHO), cwd=tmp_path)
     try:
-
-        def served_by() -> set[str]:
-            seen = set()
-            for _ in range(10):
-                status, body = get_via(proxy, "http://orders/who")
-                assert status == 200, body
-                seen.add(body["instance"])
-            return seen
-
-        mesh.wait_for(lambda _s: served_by() == {"orders-0", "orders-run1"}, what="both serve")
+        mesh.wait_for(
+            lambda _s: _served_by(proxy) == {"orders-0", "orders-run1"}, what="both serve"
+        )
         status = subprocess.run(
             [sys.executable, "-m", "gossamer", "proxy-status", "--api", mesh.api],
             capture_output=True,
@@ -89,7 +92,7 @@ def test_a_joined_instance_serves_and_leaves_without_a_failed_request(
         assert joined.returncode == 0, out
         assert "leaving" in out
         assert failures == [] and sent[0] > 50, (failures, sent)
-        assert served_by() == {"orders-0"}
+        assert _served_by(proxy) == {"orders-0"}
     finally:
         if joined.poll() is None:
             joined.kill()
@@ -127,21 +130,14 @@ def test_a_joined_instance_survives_a_restart_of_up(mesh_factory: Any, tmp_path:
     proxy = mesh.instance("client-0")["outbound_http_port"]
     joined = _run(mesh, "--service", "orders", "--", sys.executable, str(ECHO), cwd=tmp_path)
     try:
-
-        def served_by() -> set[str]:
-            seen = set()
-            for _ in range(10):
-                status, body = get_via(proxy, "http://orders/who")
-                assert status == 200, body
-                seen.add(body["instance"])
-            return seen
-
-        mesh.wait_for(lambda _s: served_by() == {"orders-0", "orders-run1"}, what="both serve")
+        mesh.wait_for(
+            lambda _s: _served_by(proxy) == {"orders-0", "orders-run1"}, what="both serve"
+        )
         mesh.proc.kill()
         mesh.proc.wait()
         mesh.restart()
         # The restarted `up` knew it from its record: it serves on, same name, same ports.
-        assert served_by() == {"orders-0", "orders-run1"}
+        assert _served_by(proxy) == {"orders-0", "orders-run1"}
         mesh.wait_for(
             lambda _s: (
                 mesh.cli("proxy-status").returncode == 0
@@ -150,12 +146,12 @@ def test_a_joined_instance_survives_a_restart_of_up(mesh_factory: Any, tmp_path:
             what="every proxy, orders-run1 too, in sync with the new `up`",
         )
         time.sleep(2.5)  # a heartbeat to the new `up`: still known, no rejoin needed
-        assert served_by() == {"orders-0", "orders-run1"}
+        assert _served_by(proxy) == {"orders-0", "orders-run1"}
         joined.send_signal(signal.SIGTERM)
         out, _ = joined.communicate(timeout=30)
         assert joined.returncode == 0, out
         assert "could not rejoin" not in out
-        assert served_by() == {"orders-0"}
+        assert _served_by(proxy) == {"orders-0"}
     finally:
         if joined.poll() is None:
             joined.kill()
