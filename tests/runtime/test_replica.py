@@ -28,6 +28,7 @@ spec: {ports: [{port: 80}], command: [sleep, "1"], replicas: 2}
 def test_the_standby_serves_the_primarys_snapshots(tmp_path: Path) -> None:
     sources = [Source("mesh.yaml", MESH, str(tmp_path))]
     primary = ControlPlane(sequential_ports(30000))
+    primary.attached = {"orders-run1": "orders"}  # one joined with `gossamer run`
     proposal = primary.propose(sources)
     assert isinstance(proposal, Proposal)
     primary.publish(proposal, 1)
@@ -35,6 +36,8 @@ def test_the_standby_serves_the_primarys_snapshots(tmp_path: Path) -> None:
     primary.set_serving("client-0", True)  # orders-1 is still starting: no endpoint yet
     state = primary.state
     assert state is not None
+    joined = state.instance("orders-run1")
+    assert joined is not None
     store = ConfigStore(tmp_path / "config.db")
     store.commit(sources, author="t", message="m", changes={})
     replica = Replica(ReplicaOptions(tmp_path, 1, 2, 3))
@@ -42,13 +45,15 @@ def test_the_standby_serves_the_primarys_snapshots(tmp_path: Path) -> None:
     record = Leftovers(
         pid=1,
         revision=1,
-        instances={i.name: i for i in state.instances},
+        instances={i.name: i for i in state.instances if i.name != "orders-run1"},
         pids={},
         not_serving=sorted(state.not_serving),
         gateways={},
+        joined={"orders-run1": joined},
     )
     write_leftovers(tmp_path, record)
     assert replica.refresh()
+    assert "orders-run1" in replica.control.snapshots()
     for node, snapshot in primary.snapshots().items():
         mirrored = replica.control.cache.get(node)
         assert mirrored is not None and mirrored.version == snapshot.version, node

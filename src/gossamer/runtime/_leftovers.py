@@ -14,7 +14,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gossamer.model import Instance
+from gossamer.model import Instance, MeshConfig, MeshState
 from gossamer.sidecar import process_argv, process_environ
 
 FILE = "processes.json"
@@ -36,6 +36,20 @@ class Leftovers:
     joined: dict[str, Instance] = field(default_factory=dict)
     """Instances run by ``gossamer run`` (their own processes keep them going)."""
     taken: set[int] = field(default_factory=set)
+
+    def placed(self, config: MeshConfig) -> MeshState:
+        """Where the recorded instances run (joined ones too) and which get traffic, as
+        the previous state for placement: nothing moves, nobody gains or loses traffic."""
+        return MeshState(
+            config,
+            (*self.instances.values(), *self.joined.values()),
+            frozenset(self.not_serving),
+            tuple((name, port) for name, (_node, port, _pid) in self.gateways.items()),
+        )
+
+    def attached(self) -> dict[str, str]:
+        """The joined instances, as ``ControlPlane.attached`` holds them."""
+        return {name: i.workload for name, i in self.joined.items()}
 
     def take_instance(self, instance: Instance) -> tuple[int, int] | None:
         """The (Envoy, app) pids to take over for ``instance``, if it runs where it is

@@ -270,7 +270,7 @@ class LocalMesh:
         self._leftovers = leftovers
         # Instances run by `gossamer run` go on calling in; until they do, they keep
         # their place (and are dropped like any that stops calling in).
-        self.control.attached = {n: i.workload for n, i in leftovers.joined.items()}
+        self.control.attached = leftovers.attached()
         self._heartbeats = dict.fromkeys(leftovers.joined, time.monotonic())
         self._attached_seq = max(
             (
@@ -280,13 +280,7 @@ class LocalMesh:
             ),
             default=0,
         )
-        previous = MeshState(
-            config,
-            (*leftovers.instances.values(), *leftovers.joined.values()),
-            frozenset(leftovers.not_serving),
-            tuple((name, port) for name, (_node, port, _pid) in leftovers.gateways.items()),
-        )
-        return list(head.sources), previous
+        return list(head.sources), leftovers.placed(config)
 
     async def start(self) -> None:
         """Initial apply. Raises StartupFailed, having stopped whatever it started."""

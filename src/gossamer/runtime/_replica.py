@@ -20,7 +20,6 @@ from pathlib import Path
 from aiohttp import web
 
 from gossamer.api import load_config
-from gossamer.model import MeshState
 from gossamer.runtime._controlplane import ControlPlane, Proposal
 from gossamer.runtime._leftovers import read_processes
 from gossamer.runtime._ports import port_free
@@ -63,22 +62,27 @@ class Replica:
 
     def refresh(self) -> bool:
         """Serve the state ``up`` recorded last, if it changed; whether it did."""
-        head = self.store.head()
+        number = self.store.head_number()
         processes = read_processes(self.options.state_dir)
-        if head is None or processes is None or processes.revision != head.number:
+        if not number or processes is None or processes.revision != number:
             return False  # `up` has not recorded a consistent state (yet)
-        seen = (head.number, processes.instances, sorted(processes.not_serving), processes.gateways)
+        seen: tuple[object, ...] = (
+            number,
+            processes.instances,
+            processes.joined,
+            sorted(processes.not_serving),
+            processes.gateways,
+        )
         if seen == self._seen:
+            return False  # checked before loading the revision: this runs twice a second
+        head = self.store.get(number)
+        if head is None:
             return False
         config, _problems = load_config(list(head.sources))
         if config is None:
             return False
-        self.control.state = MeshState(
-            config,
-            tuple(processes.instances.values()),
-            frozenset(processes.not_serving),
-            tuple((name, port) for name, (_node, port, _pid) in processes.gateways.items()),
-        )
+        self.control.attached = processes.attached()
+        self.control.state = processes.placed(config)
         try:
             proposal = self.control.propose(list(head.sources))
         except _NoNewPorts:

@@ -95,7 +95,7 @@ class ConfigStore:
         now = time.time()
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            head = self._head_number()
+            head = self.head_number()
             if expect_head is not None and head != expect_head:
                 raise Conflict(expect_head, head)
             number = (self._db.execute("SELECT MAX(number) FROM revisions").fetchone()[0] or 0) + 1
@@ -120,12 +120,12 @@ class ConfigStore:
         assert revision is not None
         return revision
 
-    def _head_number(self) -> int:
+    def head_number(self) -> int:
         row = self._db.execute("SELECT number FROM head WHERE id = 1").fetchone()
         return int(row[0]) if row else 0
 
     def head(self) -> StoredRevision | None:
-        number = self._head_number()
+        number = self.head_number()
         return self.get(number) if number else None
 
     def get(self, number: int) -> StoredRevision | None:
@@ -155,7 +155,7 @@ class ConfigStore:
         ):
             if hashlib.sha256(sources.encode()).hexdigest() != stored:
                 raise StoreCorrupt(f"{self.path}: revision {number} does not match its digest")
-        head = self._head_number()
+        head = self.head_number()
         if head and self.get(head) is None:
             raise StoreCorrupt(f"{self.path}: the head names revision {head}, which is missing")
 
